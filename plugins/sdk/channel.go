@@ -103,7 +103,7 @@ func (a Author) String() string {
 type Event struct {
 	// ID is the provider's id for the event or message: the dedupe key. The
 	// same webhook delivered twice must yield the same IDs.
-	ID string
+	ID   string
 	Kind EventKind
 	// ConversationKey identifies the conversation on this channel instance,
 	// e.g. "zalo:<oa id>:<user id>". All events of one customer on one
