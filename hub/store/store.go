@@ -60,7 +60,7 @@ type Store interface {
 
 // Entry is one queued message.
 type Entry struct {
-	ID        string // opaque, ordered within a partition
+	ID        string // opaque, unique store-wide, ordered within a partition
 	Partition int
 	Key       string // the ordering key (conversation); same key → same partition
 	Payload   []byte

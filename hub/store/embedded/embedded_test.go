@@ -1,0 +1,24 @@
+package embedded_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/switchboard-hub/switchboard/hub/store"
+	"github.com/switchboard-hub/switchboard/hub/store/embedded"
+	"github.com/switchboard-hub/switchboard/hub/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Opener {
+		path := filepath.Join(t.TempDir(), "switchboard.db")
+		return func() store.Store {
+			s, err := embedded.Open(embedded.Options{Path: path, Partitions: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		}
+	})
+}
