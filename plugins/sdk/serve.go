@@ -104,6 +104,29 @@ func runDescribe(kind Kind, impl Plugin, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// ServeInProcess serves impl inside this process through go-plugin's test
+// mode and returns where to reach it. It is how the `debug` subcommand and
+// the testkit run a plugin without a subprocess. The plugin stops when ctx
+// ends; the returned channel closes once it has.
+func ServeInProcess(ctx context.Context, kind Kind, impl Plugin, logger hclog.Logger) (*plugin.ReattachConfig, <-chan struct{}, error) {
+	reattach := make(chan *plugin.ReattachConfig, 1)
+	closed := make(chan struct{})
+	cfg := serveConfig(kind, impl)
+	if logger != nil {
+		cfg.Logger = logger
+	}
+	cfg.Test = &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: reattach, CloseCh: closed}
+	go plugin.Serve(cfg)
+	select {
+	case rc := <-reattach:
+		return rc, closed, nil
+	case <-closed:
+		return nil, closed, fmt.Errorf("plugin stopped before serving")
+	case <-time.After(10 * time.Second):
+		return nil, closed, fmt.Errorf("plugin did not start serving within 10s")
+	}
+}
+
 // runDebug serves in-process so a developer can run the plugin under a
 // debugger, and prints how to make the hub attach to it.
 func runDebug(kind Kind, impl Plugin, instance string) int {
@@ -117,21 +140,15 @@ func runDebug(kind Kind, impl Plugin, instance string) int {
 	}
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	reattach := make(chan *plugin.ReattachConfig, 1)
-	closed := make(chan struct{})
-	cfg := serveConfig(kind, impl)
-	cfg.Test = &plugin.ServeTestConfig{Context: ctx, ReattachConfigCh: reattach, CloseCh: closed}
-	go plugin.Serve(cfg)
-	select {
-	case rc := <-reattach:
-		info := map[string]ReattachInfo{instance: {Protocol: string(rc.Protocol), Version: rc.ProtocolVersion,
-			Network: rc.Addr.Network(), Addr: rc.Addr.String(), Pid: rc.Pid}}
-		b, _ := json.Marshal(info)
-		fmt.Fprintf(os.Stderr, "Plugin %q serving in debug mode. Start the hub with:\n\n  %s='%s' switchboard serve --config ...\n\n", instance, ReattachEnv, b)
-	case <-time.After(10 * time.Second):
-		fmt.Fprintln(os.Stderr, "debug: plugin did not start serving")
+	rc, closed, err := ServeInProcess(ctx, kind, impl, nil)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "debug: %v\n", err)
 		return 1
 	}
+	info := map[string]ReattachInfo{instance: {Protocol: string(rc.Protocol), Version: rc.ProtocolVersion,
+		Network: rc.Addr.Network(), Addr: rc.Addr.String(), Pid: rc.Pid}}
+	b, _ := json.Marshal(info)
+	fmt.Fprintf(os.Stderr, "Plugin %q serving in debug mode. Start the hub with:\n\n  %s='%s' switchboard serve --config ...\n\n", instance, ReattachEnv, b)
 	<-closed
 	return 0
 }

@@ -47,17 +47,40 @@ func StartLLM(t testing.TB, impl sdk.LLM) *sdk.RemoteLLM {
 
 func startInProcess(t testing.TB, kind sdk.Kind, impl sdk.Plugin) any {
 	t.Helper()
-	ps := map[string]plugin.Plugin{string(kind): &sdk.GRPCPlugin{Kind: kind, Impl: impl}}
-	client, server := plugin.TestPluginGRPCConn(t, false, ps)
-	t.Cleanup(func() {
-		_ = client.Close()
-		server.Stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	rc, closed, err := sdk.ServeInProcess(ctx, kind, impl, hclog.NewNullLogger())
+	if err != nil {
+		cancel()
+		t.Fatalf("testkit: serve %s in-process: %v", kind, err)
+	}
+	client := plugin.NewClient(&plugin.ClientConfig{
+		HandshakeConfig: sdk.Handshake,
+		// A reattached client takes Plugins, not VersionedPlugins.
+		Plugins:          sdk.HostPluginSets()[rc.ProtocolVersion],
+		Reattach:         rc,
+		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
+		Logger:           hclog.NewNullLogger(),
+		GRPCDialOptions:  dialOptions(),
 	})
-	raw, err := client.Dispense(string(kind))
+	t.Cleanup(func() {
+		client.Kill()
+		cancel()
+		<-closed
+	})
+	rpc, err := client.Client()
+	if err != nil {
+		t.Fatalf("testkit: connect to in-process %s: %v", kind, err)
+	}
+	raw, err := rpc.Dispense(string(kind))
 	if err != nil {
 		t.Fatalf("testkit: dispense %s: %v", kind, err)
 	}
 	return raw
+}
+
+func dialOptions() []grpc.DialOption {
+	return []grpc.DialOption{grpc.WithDefaultCallOptions(
+		grpc.MaxCallRecvMsgSize(sdk.MaxMessageSize), grpc.MaxCallSendMsgSize(sdk.MaxMessageSize))}
 }
 
 var (
@@ -135,8 +158,7 @@ func Launch(binary string, kind sdk.Kind, env []string, logger hclog.Logger) (an
 		SkipHostEnv:      true,
 		Logger:           logger,
 		StartTimeout:     30 * time.Second,
-		GRPCDialOptions: []grpc.DialOption{grpc.WithDefaultCallOptions(
-			grpc.MaxCallRecvMsgSize(sdk.MaxMessageSize), grpc.MaxCallSendMsgSize(sdk.MaxMessageSize))},
+		GRPCDialOptions:  dialOptions(),
 	})
 	rpc, err := client.Client()
 	if err != nil {

@@ -1,0 +1,10 @@
+// Command testcrm is the crm test plugin as a binary, for tests that run plugins
+// as real subprocesses.
+package main
+
+import (
+	"github.com/switchboard-hub/switchboard/plugins/sdk"
+	"github.com/switchboard-hub/switchboard/plugins/sdk/testplugins"
+)
+
+func main() { sdk.ServeCRM(testplugins.NewCRM()) }
