@@ -64,14 +64,6 @@ func (d *dec) str() string { return string(d.bytes()) }
 
 func u64key(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
-// nanos converts a time to the stored form; the zero time is 0.
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
 func fromNanos(n int64) time.Time {
 	if n == 0 {
 		return time.Time{}

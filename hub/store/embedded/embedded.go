@@ -29,6 +29,7 @@ import (
 
 	"github.com/switchboard-hub/switchboard/hub/store"
 	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
 )
 
 // Options configure Open. Only Path is required.
@@ -113,7 +114,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	db, err := bolt.Open(opts.Path, 0o600, &bolt.Options{Timeout: opts.LockTimeout, NoSync: opts.NoSync})
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, berrors.ErrTimeout) {
 			return nil, fmt.Errorf("embedded: open %s: file is locked by another process: %w", opts.Path, err)
 		}
 		return nil, fmt.Errorf("embedded: open %s: %w", opts.Path, err)
@@ -152,7 +153,7 @@ func (s *Store) initBuckets(tx *bolt.Tx) error {
 		}
 	}
 	meta := tx.Bucket(bMeta)
-	if v := meta.Get(keyPartitions); v != nil && len(v) == 8 {
+	if v := meta.Get(keyPartitions); len(v) == 8 {
 		old := int(u64of(v))
 		if old != s.parts {
 			// Keys would move partitions: refuse while anything is queued.
@@ -244,7 +245,7 @@ func (s *Store) wrap(op string, run func(func(*bolt.Tx) error) error, fn func(*b
 		return nil
 	case fnErr != nil && errors.Is(err, fnErr):
 		return fmt.Errorf("embedded: %s: %w", op, err)
-	case errors.Is(err, bolt.ErrDatabaseNotOpen):
+	case errors.Is(err, berrors.ErrDatabaseNotOpen):
 		return fmt.Errorf("embedded: %s: %w", op, store.ErrClosed)
 	default:
 		return fmt.Errorf("embedded: %s: %w: %w", op, store.ErrUnavailable, err)

@@ -38,8 +38,8 @@ func setExpiry(tx *bolt.Tx, kind byte, ref []byte, old, exp int64) error {
 }
 
 func expKey(exp int64, kind byte, ref []byte) []byte {
-	k := make([]byte, 0, 9+len(ref))
-	k = append(u64key(uint64(exp)), kind)
+	k := append(make([]byte, 0, 9+len(ref)), u64key(uint64(exp))...)
+	k = append(k, kind)
 	return append(k, ref...)
 }
 
