@@ -170,11 +170,11 @@ func RunChannelSuite(t *testing.T, start func(t *testing.T) *sdk.RemoteChannel, 
 		c := configured(t)
 		errs := parallel(16, func(i int) error {
 			if _, err := c.HandleWebhook(Context(t, 10*time.Second), fx.ValidWebhook(t, 100+i)); err != nil {
-				return fmt.Errorf("HandleWebhook %d: %w", i, err)
+				return fmt.Errorf("webhook %d: %w", i, err)
 			}
 			if _, err := c.Send(Context(t, 10*time.Second), &sdk.Outbound{IdempotencyKey: fmt.Sprintf("conformance-par-%d", i),
 				To: fx.Recipient, Type: "text", Text: "parallel"}); err != nil {
-				return fmt.Errorf("Send %d: %w", i, err)
+				return fmt.Errorf("send %d: %w", i, err)
 			}
 			return nil
 		})
