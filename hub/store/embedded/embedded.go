@@ -218,6 +218,13 @@ func (s *Store) update(op string, fn func(*bolt.Tx) error) error {
 	return s.wrap(op, s.db.Update, fn)
 }
 
+// errNoop, returned by an update function that changed nothing, rolls the
+// transaction back instead of committing it: a commit writes and fsyncs
+// meta pages even when nothing changed, and idle Reads and ClaimDue polls
+// would pay that every time. Not for hot (batched) functions: an error
+// there makes bbolt rerun the rest of the batch.
+var errNoop = errors.New("nothing to commit")
+
 // hot is update through bbolt's Batch when enabled. fn may run more than
 // once, so it must not touch anything outside the transaction.
 func (s *Store) hot(op string, fn func(*bolt.Tx) error) error {
@@ -241,7 +248,7 @@ func (s *Store) wrap(op string, run func(func(*bolt.Tx) error) error, fn func(*b
 		return fnErr
 	})
 	switch {
-	case err == nil:
+	case err == nil || (fnErr == errNoop && errors.Is(err, errNoop)):
 		return nil
 	case fnErr != nil && errors.Is(err, fnErr):
 		return fmt.Errorf("embedded: %s: %w", op, err)

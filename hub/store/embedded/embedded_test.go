@@ -3,6 +3,7 @@ package embedded_test
 import (
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/switchboard-hub/switchboard/hub/store"
 	"github.com/switchboard-hub/switchboard/hub/store/embedded"
@@ -14,6 +15,24 @@ func TestConformance(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "switchboard.db")
 		return func() store.Store {
 			s, err := embedded.Open(embedded.Options{Path: path, Partitions: 4})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		}
+	})
+}
+
+// The batched, unsynced configuration must behave the same.
+func TestConformanceBatchNoSync(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	storetest.Run(t, func(t *testing.T) storetest.Opener {
+		path := filepath.Join(t.TempDir(), "switchboard.db")
+		return func() store.Store {
+			s, err := embedded.Open(embedded.Options{Path: path, Partitions: 3, BatchDelay: time.Millisecond, NoSync: true})
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -339,7 +339,7 @@ func (s *Store) lease(ctx context.Context, op, name, owner string, ttl time.Dura
 		mine := held && string(old[8:]) == owner
 		ok = mine || (take && !held)
 		if !ok {
-			return nil
+			return errNoop
 		}
 		exp := s.expiry(ttl)
 		if err := b.Put([]byte(name), append(u64key(uint64(exp)), owner...)); err != nil {
@@ -362,7 +362,7 @@ func (s *Store) Release(ctx context.Context, name, owner string) error {
 		b := tx.Bucket(bLease)
 		old := b.Get([]byte(name))
 		if old == nil || string(old[8:]) != owner {
-			return nil
+			return errNoop
 		}
 		if err := b.Delete([]byte(name)); err != nil {
 			return err

@@ -201,7 +201,7 @@ func (s *Store) tmrDelete(ctx context.Context, op, id, claim string) error {
 	return s.update(op, func(tx *bolt.Tx) error {
 		v := tx.Bucket(bTmr).Get([]byte(id))
 		if v == nil {
-			return nil
+			return errNoop
 		}
 		r, err := decodeTmr(v)
 		if err != nil {
@@ -236,6 +236,9 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, max int, lease time
 				break
 			}
 			ids = append(ids, string(k[8:]))
+		}
+		if len(ids) == 0 {
+			return errNoop
 		}
 		b := tx.Bucket(bTmr)
 		for _, id := range ids {

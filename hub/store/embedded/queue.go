@@ -226,7 +226,7 @@ func (s *Store) readOnce(p int, consumer string, max int) ([]store.Entry, error)
 			last = u64of(k)
 		}
 		if len(puts) == 0 {
-			return nil
+			return errNoop
 		}
 		if err := putAll(b, puts); err != nil {
 			return err
@@ -336,6 +336,9 @@ func (s *Store) Reclaim(ctx context.Context, p int, consumer string, minIdle tim
 			r.consumer = consumer
 			out = append(out, r.entry(p, u64of(k)))
 			puts = append(puts, kv{append([]byte(nil), k...), r.encode()})
+		}
+		if len(puts) == 0 {
+			return errNoop
 		}
 		return putAll(b, puts)
 	})

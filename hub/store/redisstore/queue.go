@@ -104,11 +104,11 @@ func (s *Store) pendFor(p int, consumer string) *pendState {
 }
 
 // Read implements store.Queue.
-func (s *Store) Read(ctx context.Context, p int, consumer string, max int, block time.Duration) ([]store.Entry, error) {
+func (s *Store) Read(ctx context.Context, p int, consumer string, count int, block time.Duration) ([]store.Entry, error) {
 	if err := s.checkPartition("read", p); err != nil {
 		return nil, err
 	}
-	if consumer == "" || max <= 0 {
+	if consumer == "" || count <= 0 {
 		return nil, invalid("read", "consumer must be set and max > 0")
 	}
 	st := s.pendFor(p, consumer)
@@ -116,7 +116,7 @@ func (s *Store) Read(ctx context.Context, p int, consumer string, max int, block
 	cursor, done := st.cursor, st.done
 	s.mu.Unlock()
 	if !done {
-		out, last, err := s.readPending(ctx, p, consumer, cursor, max)
+		out, last, err := s.readPending(ctx, p, consumer, cursor, count)
 		if err != nil {
 			return nil, err
 		}
@@ -131,19 +131,48 @@ func (s *Store) Read(ctx context.Context, p int, consumer string, max int, block
 			return out, nil
 		}
 	}
-	// Block 0 would mean "forever" to Redis and a negative value omits
-	// BLOCK (do not wait): never pass 0.
-	b := time.Duration(-1)
-	if block > 0 {
-		b = block
+	// Redis cannot be interrupted in a blocked XREADGROUP when ctx is
+	// cancelled, so long blocks are split into slices of at most blockSlice
+	// and ctx is checked between them.
+	deadline := time.Now().Add(block)
+	var res []redis.XStream
+	for {
+		wait := time.Until(deadline)
+		if block <= 0 || wait <= 0 {
+			wait = -1 // negative omits BLOCK: do not wait. Never 0: that is "forever".
+		} else {
+			wait = min(max(wait, time.Millisecond), blockSlice)
+		}
+		var err error
+		res, err = s.readNew(ctx, p, consumer, count, wait)
+		if err != nil {
+			return nil, err
+		}
+		if len(res) > 0 || wait < 0 || !time.Now().Before(deadline) {
+			break
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("redisstore: read: %w", err)
+		}
 	}
-	if b > 0 && b < time.Millisecond {
-		b = time.Millisecond // rounded down to 0 ms it would block forever
+	out := make([]store.Entry, 0, count)
+	for _, str := range res {
+		for _, m := range str.Messages {
+			out = append(out, s.entry(p, m, 1))
+		}
 	}
+	return out, nil
+}
+
+// blockSlice bounds one blocked XREADGROUP (see Read).
+const blockSlice = time.Second
+
+// readNew reads entries never delivered (">"), waiting up to wait (< 0: not).
+func (s *Store) readNew(ctx context.Context, p int, consumer string, count int, wait time.Duration) ([]redis.XStream, error) {
 	args := &redis.XReadGroupArgs{
 		Group: s.group, Consumer: consumer,
 		Streams: []string{s.qKey(p), ">"},
-		Count:   int64(max), Block: b,
+		Count:   int64(count), Block: wait,
 	}
 	res, err := s.rdb.XReadGroup(ctx, args).Result()
 	if isNoGroup(err) {
@@ -153,18 +182,12 @@ func (s *Store) Read(ctx context.Context, p int, consumer string, max int, block
 		}
 	}
 	if errors.Is(err, redis.Nil) {
-		return []store.Entry{}, nil
+		return nil, nil
 	}
 	if err != nil {
 		return nil, s.wrap("read", err)
 	}
-	out := make([]store.Entry, 0, max)
-	for _, str := range res {
-		for _, m := range str.Messages {
-			out = append(out, s.entry(p, m, 1))
-		}
-	}
-	return out, nil
+	return res, nil
 }
 
 // readPending returns up to max of consumer's pending entries after cursor,
