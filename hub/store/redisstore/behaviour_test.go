@@ -120,7 +120,7 @@ func TestUnavailableAndRecovery(t *testing.T) {
 	}
 }
 
-func itoa(n int) string { return string(rune('0'+n%10)) } // DBs 0-9 are enough for tests
+func itoa(n int) string { return string(rune('0' + n%10)) } // DBs 0-9 are enough for tests
 
 func TestNoGroupRecovery(t *testing.T) {
 	requireRedis(t)
