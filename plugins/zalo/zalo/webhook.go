@@ -203,6 +203,9 @@ var messageTypes = map[string]string{
 func (w *Webhook) Events(oaID, instance string, raw []byte) []sdk.Event {
 	ts, _ := w.Time()
 	name := w.EventName
+	if strings.Contains(name, "group") {
+		return nil // group chats are not conversations the hub handles
+	}
 	base := func(kind sdk.EventKind, user string) sdk.Event {
 		md := map[string]string{"event_name": name, "app_id": string(w.AppID)}
 		if w.UserIDByApp != "" {
