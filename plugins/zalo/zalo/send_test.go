@@ -146,9 +146,9 @@ func TestSendAndEcho(t *testing.T) {
 // echoFirst is a transport that, before a send reaches Zalo, delivers the
 // echo of it to the connector: Zalo's echo webhook overtaking its answer.
 type echoFirst struct {
-	fake *zalofake.Server
-	c    *Connector
-	user string
+	fake      *zalofake.Server
+	c         *Connector
+	user      string
 	mu        sync.Mutex
 	seen      []sdk.Event
 	delivered int
@@ -212,7 +212,9 @@ func TestSendErrorMapping(t *testing.T) {
 		{"OA disabled -204", func(f *zalofake.Server) { f.FailSends(1, -204, "OA is disabled") }, sdk.CodePermanent, "oa_unavailable", "-204", 0, 1},
 		{"out of quota -211", func(f *zalofake.Server) { f.FailSends(1, -211, "Out of quota") }, sdk.CodePermanent, "quota_exhausted", "-211", 0, 1},
 		{"not follower -213", func(f *zalofake.Server) { f.FailSends(1, -213, "User has not followed OA") }, sdk.CodePermanent, "window_closed", "-213", 0, 1},
-		{"no interaction -230", func(f *zalofake.Server) { f.FailSends(1, -230, "User has not interacted with the OA in the past 7 days") }, sdk.CodePermanent, "window_closed", "-230", 0, 1},
+		{"no interaction -230", func(f *zalofake.Server) {
+			f.FailSends(1, -230, "User has not interacted with the OA in the past 7 days")
+		}, sdk.CodePermanent, "window_closed", "-230", 0, 1},
 		{"no interaction -232", func(f *zalofake.Server) { f.FailSends(1, -232, "User has no interaction") }, sdk.CodePermanent, "window_closed", "-232", 0, 1},
 		{"no permission -223", func(f *zalofake.Server) { f.FailSends(1, -223, "OA has not authorized") }, sdk.CodeUnauthorized, "permission_denied", "-223", 0, 1},
 		{"tier -224", func(f *zalofake.Server) { f.FailSends(1, -224, "upgrade") }, sdk.CodePermanent, "tier_required", "-224", 0, 1},
