@@ -160,6 +160,7 @@ func (p *propertySet) all(ctx context.Context) ([]string, error) {
 func (p *propertySet) ensure(ctx context.Context, names []string) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	fresh := !p.loaded
 	if err := p.loadLocked(ctx); err != nil {
 		return err
 	}
@@ -168,13 +169,15 @@ func (p *propertySet) ensure(ctx context.Context, names []string) error {
 		if p.known[n] {
 			continue
 		}
-		err := p.api.do(ctx, http.MethodGet, "/crm/v3/properties/contacts/"+n, nil, nil, nil)
-		switch {
-		case err == nil:
-			p.known[n] = true
-			continue
-		case statusOf(err) != http.StatusNotFound:
-			return fmt.Errorf("read contact property %s: %w", n, err)
+		if !fresh { // the list may be older than the property
+			err := p.api.do(ctx, http.MethodGet, "/crm/v3/properties/contacts/"+n, nil, nil, nil)
+			switch {
+			case err == nil:
+				p.known[n] = true
+				continue
+			case statusOf(err) != http.StatusNotFound:
+				return fmt.Errorf("read contact property %s: %w", n, err)
+			}
 		}
 		if !p.create {
 			missing = append(missing, n)
