@@ -157,14 +157,11 @@ type waReaction struct {
 }
 
 type waOrder struct {
-	CatalogID    string `json:"catalog_id"`
-	Text         string `json:"text"`
-	ProductItems []struct {
-		ProductRetailerID string  `json:"product_retailer_id"`
-		Quantity          flexInt `json:"quantity"`
-		ItemPrice         float64 `json:"item_price"`
-		Currency          string  `json:"currency"`
-	} `json:"product_items"`
+	CatalogID string `json:"catalog_id"`
+	Text      string `json:"text"`
+	// Items are only counted: their price and quantity types vary between
+	// samples (string or number), and a strict decode would drop the order.
+	ProductItems []json.RawMessage `json:"product_items"`
 }
 
 type waSystem struct {
