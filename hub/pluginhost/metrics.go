@@ -1,0 +1,34 @@
+package pluginhost
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	calls    *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	restarts *prometheus.CounterVec
+	up       *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_plugin_calls_total", Help: "Plugin calls by plugin instance, method and result code.",
+		}, []string{"plugin", "method", "code"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "switchboard_plugin_call_seconds", Help: "Plugin call latency, transport included.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"plugin", "method"}),
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_plugin_restarts_total", Help: "Plugin process restarts after a crash or failed health check.",
+		}, []string{"plugin"}),
+		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "switchboard_plugin_up", Help: "1 when the plugin process is running and configured.",
+		}, []string{"plugin"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.calls, m.latency, m.restarts, m.up)
+	}
+	return m
+}
