@@ -41,3 +41,27 @@ func TestConformanceBatchNoSync(t *testing.T) {
 		}
 	})
 }
+
+func BenchmarkStore(b *testing.B) {
+	for _, cfg := range []struct {
+		name string
+		opts embedded.Options
+	}{
+		{"fsync", embedded.Options{}},
+		{"batch", embedded.Options{BatchDelay: time.Millisecond}},
+		{"nosync", embedded.Options{NoSync: true}},
+	} {
+		b.Run(cfg.name, func(b *testing.B) {
+			storetest.Bench(b, func(b *testing.B) store.Store {
+				o := cfg.opts
+				o.Path = filepath.Join(b.TempDir(), "bench.db")
+				s, err := embedded.Open(o)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { _ = s.Close() })
+				return s
+			})
+		})
+	}
+}

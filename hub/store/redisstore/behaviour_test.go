@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -120,7 +121,7 @@ func TestUnavailableAndRecovery(t *testing.T) {
 	}
 }
 
-func itoa(n int) string { return string(rune('0' + n%10)) } // DBs 0-9 are enough for tests
+func itoa(n int) string { return strconv.Itoa(n) }
 
 func TestNoGroupRecovery(t *testing.T) {
 	requireRedis(t)

@@ -91,3 +91,8 @@ func TestConformance(t *testing.T) {
 		return func() store.Store { return open(t, prefix) }
 	})
 }
+
+func BenchmarkStore(b *testing.B) {
+	requireRedis(b)
+	storetest.Bench(b, func(b *testing.B) store.Store { return open(b, testPrefix(b)) })
+}
