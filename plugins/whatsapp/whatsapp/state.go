@@ -89,6 +89,15 @@ func (w windows) renew(ctx context.Context, user string, at time.Time) error {
 	return fmt.Errorf("write window: %d compare-and-swap conflicts in a row", casAttempts)
 }
 
+// OpenWindow records a customer message from user (a wa_id, or a BSUID) to
+// phoneNumberID at time at, exactly as an inbound webhook does. For test
+// fixtures, and for a hub taking over a number whose customers wrote in the
+// last 24 hours through another system. kv is the plugin instance's KV (the
+// hub namespaces it per instance).
+func OpenWindow(ctx context.Context, kv sdk.KV, phoneNumberID, user string, at time.Time) error {
+	return windows{kv: kv, pn: phoneNumberID, now: time.Now}.renew(ctx, normalizeWaID(user), at)
+}
+
 // close marks the window closed after Meta said 131047, unless a newer
 // customer message renewed it since we read version.
 func (w windows) close(ctx context.Context, user string, version int64) {
@@ -157,8 +166,8 @@ func (c claims) complete(ctx context.Context, idem string, version int64, provid
 
 // release frees the key after a send that Meta refused, so a retry can go.
 func (c claims) release(ctx context.Context, idem string, version int64) {
-	// Delete is unconditional in the KV; write an already-expired value
-	// through CAS instead would not free it, so check the version first.
+	// The KV has no conditional delete: check that the claim is still ours
+	// (a pending claim of this version) first.
 	v, ver, err := c.kv.Get(ctx, c.key(idem))
 	if err == nil && ver == version && strings.HasPrefix(string(v), pendingMark) {
 		_ = c.kv.Delete(ctx, c.key(idem))
