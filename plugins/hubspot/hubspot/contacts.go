@@ -585,10 +585,14 @@ func (s *state) toContact(ctx context.Context, o *hsObject, extra map[string]str
 		_ = json.Unmarshal([]byte(v), &c.Facts.Extra)
 	}
 	// A person may reassign the contact in HubSpot: the owner there wins,
-	// mapped back to an agent when it can be.
-	switch owner := pr[propOwner]; {
+	// mapped back to an agent when it can be. While it is still the owner
+	// this plugin wrote, the agent id written with it is the answer.
+	agent, owner := pr[propOwnerAgent], pr[propOwner]
+	switch {
 	case owner == "":
-		c.OwnerID = pr[propOwnerAgent]
+		c.OwnerID = agent
+	case agent != "" && s.ownerOf(ctx, agent) == owner:
+		c.OwnerID = agent
 	default:
 		c.OwnerID = firstNonEmpty(s.owners.toAgent(ctx, owner), owner)
 	}
@@ -611,6 +615,16 @@ func (s *state) toContact(ctx context.Context, o *hsObject, extra map[string]str
 		}
 	}
 	return c
+}
+
+// ownerOf is the HubSpot owner of agent, "" if unknown or on error (reads
+// fall back to the reverse mapping).
+func (s *state) ownerOf(ctx context.Context, agent string) string {
+	id, err := s.owners.toHubSpot(ctx, agent)
+	if err != nil {
+		return ""
+	}
+	return id
 }
 
 func mapKeys(m map[string]string) []string {

@@ -76,11 +76,15 @@ func (o *owners) toHubSpot(ctx context.Context, agent string) (string, error) {
 	}
 	o.mu.Lock()
 	o.cache[agent] = id // "" too: an unknown email is not asked again until restart
-	if id != "" {
+	// One owner may be reached through several agent ids; a configured
+	// agent is the one the hub knows, so it wins the reverse mapping.
+	_, taken := o.rev[id]
+	remember := id != "" && (!taken || o.emails[agent] != "")
+	if remember {
 		o.rev[id] = agent
 	}
 	o.mu.Unlock()
-	if id != "" {
+	if remember {
 		_, _ = o.kv.Put(ctx, "owner/"+id, []byte(agent), 30*24*time.Hour)
 	}
 	return id, nil
