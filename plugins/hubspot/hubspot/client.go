@@ -83,11 +83,13 @@ func (c *client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	var body io.Reader
 	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		enc.SetEscapeHTML(false) // note bodies are HTML; keep them readable on the wire
+		if err := enc.Encode(in); err != nil {
 			return sdk.Invalid(fmt.Errorf("hubspot %s %s: encode request: %w", method, path, err))
 		}
-		body = bytes.NewReader(b)
+		body = &buf
 	}
 	u := c.base + path
 	if len(query) > 0 {

@@ -162,3 +162,30 @@ func TestCalledBeforeConfigure(t *testing.T) {
 		t.Errorf("err %v, want permanent", err)
 	}
 }
+
+// TestClientSideLimitSparesHubSpot: with the client-side limit at the
+// account's, the plugin refuses the call itself (RateLimited with a
+// retry-after) and HubSpot never answers 429.
+func TestClientSideLimitSparesHubSpot(t *testing.T) {
+	fake := startFake(t, hsfake.Options{Limits: hsfake.Limits{TenSecond: 10, Daily: 1000, Search: 5}})
+	clock := newFakeClock(time.Now()) // the fake counts in real time; this clock stands still
+	p := newPlugin(t, fake, map[string]any{"rate_limit": map[string]any{"ten_second": 10, "max_wait": "1ns"}}, hubspot.WithClock(clock))
+	var err error
+	for i := 0; i < 20 && err == nil; i++ {
+		_, err = p.GetContact(ctxT(t), "1", nil)
+		if sdk.CodeOf(err) == sdk.CodeNotFound {
+			err = nil
+		}
+	}
+	if sdk.CodeOf(err) != sdk.CodeRateLimited || sdk.ReasonOf(err) != "client_ten_second" || sdk.RetryAfterOf(err) <= 0 {
+		t.Fatalf("err %v (reason %q)", err, sdk.ReasonOf(err))
+	}
+	for _, r := range fake.Requests() {
+		if r.Status == http.StatusTooManyRequests {
+			t.Fatalf("HubSpot answered 429 to %s %s", r.Method, r.Path)
+		}
+	}
+	if n := len(fake.Requests()); n != 10 {
+		t.Errorf("%d requests reached HubSpot, limit 10", n)
+	}
+}

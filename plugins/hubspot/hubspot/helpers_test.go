@@ -37,7 +37,11 @@ func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	return ctx.Err()
 }
 
-func (c *fakeClock) Slept() (time.Duration, int) { c.mu.Lock(); defer c.mu.Unlock(); return c.slept, c.sleeps }
+func (c *fakeClock) Slept() (time.Duration, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.slept, c.sleeps
+}
 
 // t0 is a fixed instant for golden timestamps.
 var t0 = time.Date(2026, 1, 5, 10, 0, 0, 0, time.UTC)
