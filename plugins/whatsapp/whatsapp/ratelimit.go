@@ -71,7 +71,8 @@ func (l *limiter) wait(ctx context.Context) error {
 	if d <= 0 {
 		return nil
 	}
-	if dl, ok := ctx.Deadline(); ok && l.now().Add(d).After(dl) {
+	// Context deadlines are wall-clock time whatever clock the bucket runs on.
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 		l.unreserve()
 		return sdk.RateLimited(fmt.Errorf("%w: next slot in %s is past the call's deadline", errSendRate, d), d).
 			WithReason(ReasonThroughputLimit)
