@@ -6,6 +6,32 @@
 // redisstore (shared by many hub replicas) and embedded (bbolt, one process,
 // the zero-setup default).
 //
+// # Consuming the queue in order
+//
+// The queue keeps order within a partition; keeping a conversation's order
+// across replicas and failures takes a few rules on the consumer side:
+//
+//   - Own a partition through a lease (Acquire "queue/<p>", Renew well
+//     within the ttl) and read it only while holding the lease; serialise
+//     entries of one Key (a lane per key).
+//   - Use a consumer name that is stable across restarts (a configured
+//     replica id), so its pending entries are found again after a crash.
+//   - On taking a partition (a new lease, not a renewal), first call
+//     Reclaim(p, me, 0, n) until it returns nothing: it hands out, in order
+//     and once each, everything pending on the partition, whether a dead
+//     owner left it or this consumer did before a restart. Only then Read.
+//     Reading first would handle a conversation's newer messages before
+//     older ones the previous owner had taken.
+//   - A single process that never shares partitions may skip that: its
+//     first Reads after a restart return its own pending entries first.
+//   - Reclaim with a minIdle above the worst-case handling time is for
+//     consumers that read without leases; with leases, takeover covers it.
+//   - Ack only after the effects are recorded. Deliveries counts attempts:
+//     past the limit, PutDead (ID = Entry.ID, so a crash between the two
+//     replays idempotently) and then Ack.
+//   - A lease is advisory: a stalled owner can still act after losing it,
+//     so effects carry idempotency keys (Dedupe.MarkOnce) as well.
+//
 // Conventions shared by every method:
 //   - ttl <= 0 means "no expiry" unless a method says otherwise;
 //   - errors are wrapped with context; test them with errors.Is against the
@@ -94,9 +120,12 @@ type Queue interface {
 	Read(ctx context.Context, partition int, consumer string, max int, block time.Duration) ([]Entry, error)
 	// Ack removes entries for good. Unknown or already acked ids are ignored.
 	Ack(ctx context.Context, partition int, ids ...string) error
-	// Reclaim hands consumer up to max entries of partition that have been
-	// pending (with any consumer) for at least minIdle, incrementing their
-	// Deliveries. minIdle must exceed the worst-case handling time.
+	// Reclaim hands consumer up to max entries of partition, oldest first,
+	// that have been pending with other consumers for at least minIdle,
+	// incrementing their Deliveries. minIdle must exceed the worst-case
+	// handling time; 0 takes everything others hold (partition takeover:
+	// call it until it returns nothing). A consumer's own pending entries
+	// come back through its first Reads after a restart, not here.
 	Reclaim(ctx context.Context, partition int, consumer string, minIdle time.Duration, max int) ([]Entry, error)
 	// Depth is the number of entries not yet acked, over all partitions.
 	Depth(ctx context.Context) (int64, error)
@@ -127,10 +156,10 @@ type Item struct {
 // KV is a namespaced key-value space with versions for compare-and-swap
 // (conversation and contact state, and the plugins' host KV service).
 //
-// Versions are opaque, positive and strictly increasing per key. They are
-// never reused, not even after Delete or expiry (they are derived from the
-// clock), so a CAS holding a stale version cannot succeed on a key that was
-// deleted and re-created in between (no ABA).
+// Versions are opaque, positive and strictly increasing per key. They come
+// from a sequence that never goes back, so they are never reused, not even
+// after Delete or expiry: a CAS holding a stale version cannot succeed on a
+// key that was deleted and re-created in between (no ABA).
 //
 // A namespace must be non-empty and must not contain '{' or '}' (in Redis it
 // is the cluster hash tag, so one namespace lives in one cluster slot).

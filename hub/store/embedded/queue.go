@@ -53,9 +53,21 @@ type pendKey struct {
 
 // pendState tracks a consumer's drain of its own pending entries after the
 // Store was opened: Reads return them from cursor on until none is left.
+// Reclaim shares it: entries it hands out move the cursor too, so a
+// takeover (Reclaim, then Read) returns nothing twice. Guarded by pendMu.
 type pendState struct {
 	cursor uint64
 	done   bool
+}
+
+func (s *Store) pendState(p int, consumer string) *pendState {
+	k := pendKey{p, consumer}
+	st := s.pend[k]
+	if st == nil {
+		st = &pendState{}
+		s.pend[k] = st
+	}
+	return st
 }
 
 // Partitions implements store.Queue.
@@ -174,12 +186,7 @@ func (s *Store) readOnce(p int, consumer string, max int) ([]store.Entry, error)
 	// transactions anyway, and it keeps the drain cursor consistent.
 	s.pendMu.Lock()
 	defer s.pendMu.Unlock()
-	pk := pendKey{p, consumer}
-	st := s.pend[pk]
-	if st == nil {
-		st = &pendState{}
-		s.pend[pk] = st
-	}
+	st := s.pendState(p, consumer)
 	var (
 		out       []store.Entry
 		newCursor uint64
@@ -304,39 +311,59 @@ func (s *Store) Ack(ctx context.Context, p int, ids ...string) error {
 	})
 }
 
-// Reclaim implements store.Queue.
-func (s *Store) Reclaim(ctx context.Context, p int, consumer string, minIdle time.Duration, max int) ([]store.Entry, error) {
+// Reclaim implements store.Queue. Until the consumer's own pending entries
+// from before the Store was opened have been handed out (see Read), it
+// includes them too, in order, so a takeover gets everything exactly once.
+func (s *Store) Reclaim(ctx context.Context, p int, consumer string, minIdle time.Duration, count int) ([]store.Entry, error) {
 	if err := s.checkPartition("reclaim", p); err != nil {
 		return nil, err
 	}
-	if consumer == "" || max <= 0 {
+	if consumer == "" || count <= 0 {
 		return nil, invalid("reclaim", "consumer must be set and max > 0")
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("embedded: reclaim: %w", err)
 	}
-	var out []store.Entry
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
+	st := s.pendState(p, consumer)
+	var (
+		out       []store.Entry
+		visited   uint64
+		walkedAll bool
+	)
 	err := s.update("reclaim", func(tx *bolt.Tx) error {
-		out = out[:0]
+		out, visited, walkedAll = out[:0], 0, false
 		now := s.nowNanos()
 		b := partBucket(tx, p)
 		last := lastDelivered(tx, p)
 		var puts []kv
 		c := b.Cursor()
-		for k, v := c.First(); k != nil && u64of(k) <= last && len(out) < max; k, v = c.Next() {
+		k, v := c.First()
+		for ; k != nil && u64of(k) <= last && len(out) < count; k, v = c.Next() {
+			seq := u64of(k)
+			visited = seq
 			r, err := decodeQ(v)
 			if err != nil {
 				return err
 			}
-			if r.deliveredAt == 0 || now-r.deliveredAt < int64(minIdle) {
+			switch {
+			case r.deliveredAt == 0:
+				continue
+			case r.consumer == consumer:
+				if st.done || seq <= st.cursor {
+					continue
+				}
+			case now-r.deliveredAt < int64(minIdle):
 				continue
 			}
 			r.deliveries++
 			r.deliveredAt = now
 			r.consumer = consumer
-			out = append(out, r.entry(p, u64of(k)))
+			out = append(out, r.entry(p, seq))
 			puts = append(puts, kv{append([]byte(nil), k...), r.encode()})
 		}
+		walkedAll = k == nil || u64of(k) > last
 		if len(puts) == 0 {
 			return errNoop
 		}
@@ -344,6 +371,10 @@ func (s *Store) Reclaim(ctx context.Context, p int, consumer string, minIdle tim
 	})
 	if err != nil {
 		return nil, err
+	}
+	if !st.done {
+		st.cursor = max(st.cursor, visited)
+		st.done = walkedAll
 	}
 	if out == nil {
 		out = []store.Entry{}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -86,8 +88,12 @@ type pendKey struct {
 
 // pendState tracks a consumer's drain of its own pending entries (those a
 // previous run under the same name left unacked), read from cursor on.
+// Reclaim shares it: entries it hands out move the cursor too, so a
+// takeover (Reclaim, then Read) returns nothing twice. mu serialises the
+// two for one consumer.
 type pendState struct {
-	cursor string
+	mu     sync.Mutex
+	cursor string // stream id; everything up to it was handed out
 	done   bool
 }
 
@@ -112,25 +118,24 @@ func (s *Store) Read(ctx context.Context, p int, consumer string, count int, blo
 		return nil, invalid("read", "consumer must be set and max > 0")
 	}
 	st := s.pendFor(p, consumer)
-	s.mu.Lock()
-	cursor, done := st.cursor, st.done
-	s.mu.Unlock()
-	if !done {
-		out, last, err := s.readPending(ctx, p, consumer, cursor, count)
+	st.mu.Lock()
+	if !st.done {
+		out, last, err := s.readPending(ctx, p, consumer, st.cursor, count)
 		if err != nil {
+			st.mu.Unlock()
 			return nil, err
 		}
-		s.mu.Lock()
 		if last != "" {
 			st.cursor = last
 		} else {
 			st.done = true
 		}
-		s.mu.Unlock()
 		if len(out) > 0 || last != "" {
+			st.mu.Unlock()
 			return out, nil
 		}
 	}
+	st.mu.Unlock()
 	// Redis cannot be interrupted in a blocked XREADGROUP when ctx is
 	// cancelled, so long blocks are split into slices of at most blockSlice
 	// and ctx is checked between them.
@@ -292,32 +297,39 @@ func (s *Store) Ack(ctx context.Context, p int, ids ...string) error {
 	return s.wrap("ack", ackScript.Run(ctx, s.rdb, []string{s.qKey(p)}, args...).Err())
 }
 
-// reclaimRounds bounds the XAUTOCLAIM calls of one Reclaim: each scans at
-// most 10×max pending entries, so a long pending list is walked over a few
-// calls (the cursor is kept between Reclaims).
-const reclaimRounds = 8
+// reclaimPage is how many pending entries one XPENDING call looks at.
+const reclaimPage = 200
 
-// Reclaim implements store.Queue.
-func (s *Store) Reclaim(ctx context.Context, p int, consumer string, minIdle time.Duration, max int) ([]store.Entry, error) {
+// Reclaim implements store.Queue with XPENDING to find the entries and
+// XCLAIM to take them; XCLAIM re-checks the idle time, so two reclaimers
+// never both get an entry (for minIdle > 0). XAUTOCLAIM is not used: it
+// also takes the caller's own entries, so a takeover loop with minIdle 0
+// would never end. Until the consumer's own pending entries from before
+// the Store was opened have been handed out (see Read), Reclaim includes
+// them too, in order, so a takeover gets everything pending exactly once.
+func (s *Store) Reclaim(ctx context.Context, p int, consumer string, minIdle time.Duration, count int) ([]store.Entry, error) {
 	if err := s.checkPartition("reclaim", p); err != nil {
 		return nil, err
 	}
-	if consumer == "" || max <= 0 {
+	if consumer == "" || count <= 0 {
 		return nil, invalid("reclaim", "consumer must be set and max > 0")
 	}
 	key := s.qKey(p)
-	s.mu.Lock()
-	start := s.claimCur[p]
-	s.mu.Unlock()
-	if start == "" {
-		start = "0-0"
+	st := s.pendFor(p, consumer)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	var others, own []string
+	prior := map[string]int64{}
+	start, visited, walkedAll := "-", "", false
+	idle := minIdle
+	if !st.done {
+		idle = 0 // own entries count whatever their idle time
 	}
-	var msgs []redis.XMessage
-	seen := map[string]bool{}
-	for round := 0; round < reclaimRounds && len(msgs) < max; round++ {
-		got, next, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-			Stream: key, Group: s.group, Consumer: consumer,
-			MinIdle: minIdle, Start: start, Count: int64(max - len(msgs)),
+walk:
+	for {
+		pend, err := s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: key, Group: s.group, Idle: idle,
+			Start: start, End: "+", Count: reclaimPage,
 		}).Result()
 		if isNoGroup(err) {
 			return []store.Entry{}, s.createGroup(ctx, p)
@@ -325,46 +337,77 @@ func (s *Store) Reclaim(ctx context.Context, p int, consumer string, minIdle tim
 		if err != nil {
 			return nil, s.wrap("reclaim", err)
 		}
-		for _, m := range got {
-			// With minIdle 0 a wrapped walk can meet what it just claimed.
-			if !seen[m.ID] {
-				seen[m.ID] = true
-				msgs = append(msgs, m)
+		for _, pe := range pend {
+			if len(others)+len(own) == count {
+				break walk
+			}
+			visited = pe.ID
+			switch {
+			case pe.Consumer == consumer:
+				if !st.done && streamLess(st.cursor, pe.ID) {
+					own = append(own, pe.ID)
+					prior[pe.ID] = pe.RetryCount
+				}
+			case pe.Idle >= minIdle:
+				others = append(others, pe.ID)
+				prior[pe.ID] = pe.RetryCount
 			}
 		}
-		wrapped := start != "0-0" && next == "0-0"
-		start = next
-		if next == "0-0" && !wrapped {
-			break // walked the whole list from its start
+		if len(pend) < reclaimPage {
+			walkedAll = true
+			break
 		}
+		start = "(" + pend[len(pend)-1].ID
 	}
-	s.mu.Lock()
-	s.claimCur[p] = start
-	s.mu.Unlock()
-	out := make([]store.Entry, 0, len(msgs))
-	if len(msgs) == 0 {
-		return out, nil
-	}
-	// XCLAIM increments the delivery counts; read them back.
-	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.XPendingExtCmd, len(msgs))
-	for i, m := range msgs {
-		cmds[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: key, Group: s.group, Start: m.ID, End: m.ID, Count: 1})
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return nil, s.wrap("reclaim", err)
-	}
-	for i, m := range msgs {
-		n := int64(1)
-		if pe, err := cmds[i].Result(); err == nil && len(pe) == 1 {
-			n = pe[0].RetryCount
-		}
-		if m.Values == nil {
+	var msgs []redis.XMessage
+	for _, c := range []struct {
+		ids     []string
+		minIdle time.Duration
+	}{{others, minIdle}, {own, 0}} {
+		if len(c.ids) == 0 {
 			continue
 		}
-		out = append(out, s.entry(p, m, int(n)))
+		got, err := s.rdb.XClaim(ctx, &redis.XClaimArgs{
+			Stream: key, Group: s.group, Consumer: consumer, MinIdle: c.minIdle, Messages: c.ids,
+		}).Result()
+		if err != nil {
+			return nil, s.wrap("reclaim", err)
+		}
+		msgs = append(msgs, got...)
 	}
+	if !st.done {
+		if visited != "" && streamLess(st.cursor, visited) {
+			st.cursor = visited
+		}
+		st.done = walkedAll
+	}
+	out := make([]store.Entry, 0, len(msgs))
+	for _, m := range msgs {
+		if m.Values == nil {
+			continue // deleted meanwhile
+		}
+		out = append(out, s.entry(p, m, int(prior[m.ID]+1)))
+	}
+	sort.Slice(out, func(i, j int) bool {
+		_, a, _ := strings.Cut(out[i].ID, "/")
+		_, b, _ := strings.Cut(out[j].ID, "/")
+		return streamLess(a, b)
+	})
 	return out, nil
+}
+
+// streamLess orders stream ids ("0" counts as 0-0).
+func streamLess(a, b string) bool {
+	am, as, _ := strings.Cut(a, "-")
+	bm, bs, _ := strings.Cut(b, "-")
+	ami, _ := strconv.ParseUint(am, 10, 64)
+	bmi, _ := strconv.ParseUint(bm, 10, 64)
+	if ami != bmi {
+		return ami < bmi
+	}
+	asi, _ := strconv.ParseUint(as, 10, 64)
+	bsi, _ := strconv.ParseUint(bs, 10, 64)
+	return asi < bsi
 }
 
 // Depth implements store.Queue: acked entries are deleted, so the stream

@@ -68,9 +68,8 @@ type Store struct {
 	parts     int
 	group     string
 
-	mu       sync.Mutex
-	pend     map[pendKey]*pendState
-	claimCur []string // per partition XAUTOCLAIM cursor
+	mu   sync.Mutex
+	pend map[pendKey]*pendState
 }
 
 var _ store.Store = (*Store)(nil)
@@ -90,12 +89,11 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		opts.Group = "switchboard"
 	}
 	s := &Store{
-		rdb:      opts.Client,
-		prefix:   opts.Prefix,
-		parts:    opts.Partitions,
-		group:    opts.Group,
-		pend:     make(map[pendKey]*pendState),
-		claimCur: make([]string, opts.Partitions),
+		rdb:    opts.Client,
+		prefix: opts.Prefix,
+		parts:  opts.Partitions,
+		group:  opts.Group,
+		pend:   make(map[pendKey]*pendState),
 	}
 	if s.rdb == nil {
 		rdb, err := newClient(opts)

@@ -17,6 +17,8 @@ var queueTests = []test{
 	{"BlockingReadTimesOut", testQueueBlockTimeout},
 	{"PendingRereadAfterRestart", testQueueRestart},
 	{"ReclaimAfterIdle", testQueueReclaim},
+	{"TakeoverReclaimsAllInOrder", testQueueTakeover},
+	{"TakeoverAfterRestartIncludesOwnPending", testQueueTakeoverRestart},
 	{"ConcurrentEnqueue", testQueueConcurrent},
 	{"InvalidArguments", testQueueInvalid},
 }
@@ -310,4 +312,73 @@ func testQueueInvalid(t *testing.T, e *env) {
 	wantErr(t, err, store.ErrInvalid)
 	_, err = s.Reclaim(ctx, 0, "c", time.Second, 0)
 	wantErr(t, err, store.ErrInvalid)
+}
+
+// A new partition owner reclaims everything pending (minIdle 0) before
+// reading new entries, and gets the dead owner's entries in order.
+func testQueueTakeover(t *testing.T, e *env) {
+	s, ctx := e.store(), ctxT(t)
+	p := s.PartitionOf("conv")
+	for i := 0; i < 25; i++ {
+		must(s.Enqueue(ctx, "conv", []byte(fmt.Sprintf("%02d", i)))).of(t)
+	}
+	first := must(s.Read(ctx, p, "old-owner", 20, 0)).of(t)
+	noErr(t, s.Ack(ctx, p, first[0].ID))
+	var got []store.Entry
+	for {
+		re := must(s.Reclaim(ctx, p, "new-owner", 0, 7)).of(t)
+		if len(re) == 0 {
+			break
+		}
+		got = append(got, re...)
+		if len(got) > 19 {
+			t.Fatalf("reclaimed %d entries, more than the 19 pending", len(got))
+		}
+	}
+	if len(got) != 19 {
+		t.Fatalf("reclaimed %d of 19 pending", len(got))
+	}
+	for i, en := range got {
+		if want := fmt.Sprintf("%02d", i+1); string(en.Payload) != want || en.Deliveries != 2 {
+			t.Fatalf("reclaimed #%d = %s (deliveries %d), want %s (2)", i, en.Payload, en.Deliveries, want)
+		}
+	}
+	rest := must(s.Read(ctx, p, "new-owner", 100, 0)).of(t)
+	if len(rest) != 5 || string(rest[0].Payload) != "20" {
+		t.Fatalf("then read %v, want 20..24", payloads(rest))
+	}
+}
+
+// After a restart, a takeover's Reclaim also hands out the consumer's own
+// pending entries from the previous run, merged in order with those others
+// left, each once; Read then returns only new entries.
+func testQueueTakeoverRestart(t *testing.T, e *env) {
+	s, ctx := e.store(), ctxT(t)
+	p := s.PartitionOf("conv")
+	for i := 0; i < 6; i++ {
+		must(s.Enqueue(ctx, "conv", []byte{byte('a' + i)})).of(t)
+	}
+	must(s.Read(ctx, p, "me", 2, 0)).of(t)    // a b
+	must(s.Read(ctx, p, "other", 2, 0)).of(t) // c d
+	must(s.Read(ctx, p, "me", 1, 0)).of(t)    // e
+	s = e.restart(t)
+	must(s.Enqueue(ctx, "conv", []byte("g"))).of(t)
+	var got []store.Entry
+	for i := 0; ; i++ {
+		re := must(s.Reclaim(ctx, p, "me", 0, 2)).of(t)
+		if len(re) == 0 {
+			break
+		}
+		if i > 5 {
+			t.Fatal("takeover does not end")
+		}
+		got = append(got, re...)
+	}
+	if fmt.Sprint(payloads(got)) != "[a b c d e]" {
+		t.Fatalf("takeover reclaimed %v, want [a b c d e]", payloads(got))
+	}
+	rest := must(s.Read(ctx, p, "me", 10, 0)).of(t)
+	if fmt.Sprint(payloads(rest)) != "[f g]" {
+		t.Fatalf("then read %v, want [f g]", payloads(rest))
+	}
 }
