@@ -1,0 +1,134 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/switchboard-hub/switchboard/hub/store"
+	"github.com/switchboard-hub/switchboard/plugins/sdk"
+	"github.com/switchboard-hub/switchboard/rules"
+)
+
+// Conversation states.
+const (
+	StateBot       = rules.StateBot
+	StateHandedOff = rules.StateHandedOff
+	StateHuman     = rules.StateHuman
+	StateClosed    = rules.StateClosed
+)
+
+// NSConversations is the KV namespace of conversation state.
+const NSConversations = "conv"
+
+// Conversation is what the hub keeps about one conversation.
+type Conversation struct {
+	ID         string       `json:"id"`
+	Instance   string       `json:"instance"`
+	Channel    string       `json:"channel"`
+	Key        string       `json:"key"` // the plugin's conversation key
+	Contact    sdk.Identity `json:"contact"`
+	ContactID  string       `json:"contact_id,omitempty"` // in the CRM
+	ContactURL string       `json:"contact_url,omitempty"`
+	DealID     string       `json:"deal_id,omitempty"`
+	Owner      string       `json:"owner,omitempty"`
+
+	State    string `json:"state"`
+	Team     string `json:"team,omitempty"`
+	Priority string `json:"priority,omitempty"`
+	Assignee string `json:"assignee,omitempty"`
+
+	Score int           `json:"score"`
+	Tier  string        `json:"tier,omitempty"`
+	Facts sdk.LeadFacts `json:"facts"`
+
+	FirstSeen      time.Time `json:"first_seen"`
+	LastCustomerAt time.Time `json:"last_customer_at,omitzero"`
+	LastAgentAt    time.Time `json:"last_agent_at,omitzero"`
+	LastBotAt      time.Time `json:"last_bot_at,omitzero"`
+	HandedOffAt    time.Time `json:"handed_off_at,omitzero"`
+	HandoffReason  string    `json:"handoff_reason,omitempty"`
+	Turns          int       `json:"turns"`             // customer messages
+	Flagged        string    `json:"flagged,omitempty"` // why the conversation needs a person's look
+	LastEvent      string    `json:"last_event,omitempty"`
+
+	// Explain is the last decision's explanation, for the admin API.
+	Explain      string          `json:"explain,omitempty"`
+	LastDecision *rules.Decision `json:"last_decision,omitempty"`
+	Cost         Cost            `json:"cost"`
+	UpdatedAt    time.Time       `json:"updated_at"`
+}
+
+// Cost counts what the LLM cost for a conversation.
+type Cost struct {
+	InputTokens      int64   `json:"input_tokens"`
+	OutputTokens     int64   `json:"output_tokens"`
+	CacheReadTokens  int64   `json:"cache_read_tokens"`
+	CacheWriteTokens int64   `json:"cache_write_tokens"`
+	USD              float64 `json:"usd"`
+	Calls            int     `json:"calls"`
+}
+
+// Conversations reads and updates conversation state with compare-and-set,
+// so the pipeline, the admin API and other replicas never lose a write.
+type Conversations struct {
+	KV  store.KV
+	Now func() time.Time
+}
+
+// Get returns a conversation or store.ErrNotFound.
+func (c *Conversations) Get(ctx context.Context, id string) (*Conversation, int64, error) {
+	b, ver, err := c.KV.Get(ctx, NSConversations, id)
+	if err != nil {
+		return nil, 0, err
+	}
+	var conv Conversation
+	if err := json.Unmarshal(b, &conv); err != nil {
+		return nil, 0, fmt.Errorf("conversation %s: %w", id, err)
+	}
+	return &conv, ver, nil
+}
+
+// Update applies f to the conversation (a new one when missing, from
+// init) and stores it, retrying on a concurrent write. f may be called
+// more than once and must only change conv.
+func (c *Conversations) Update(ctx context.Context, id string, init func() *Conversation, f func(*Conversation) error) (*Conversation, error) {
+	for attempt := 0; attempt < 50; attempt++ {
+		conv, ver, err := c.Get(ctx, id)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if init == nil {
+				return nil, err
+			}
+			conv, ver = init(), 0
+			conv.ID = id
+			if conv.State == "" {
+				conv.State = StateBot
+			}
+			if conv.FirstSeen.IsZero() {
+				conv.FirstSeen = c.Now()
+			}
+		case err != nil:
+			return nil, err
+		}
+		if err := f(conv); err != nil {
+			return nil, err
+		}
+		conv.UpdatedAt = c.Now()
+		b, err := json.Marshal(conv)
+		if err != nil {
+			return nil, err
+		}
+		_, err = c.KV.CompareAndSwap(ctx, NSConversations, id, ver, b, 0)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		return conv, nil
+	}
+	return nil, fmt.Errorf("conversation %s: too many concurrent updates", id)
+}
