@@ -1,0 +1,129 @@
+package rules
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Engine holds the running rule set of a directory and swaps in a new one
+// only once it has loaded and compiled completely: a broken edit is refused
+// with its problems and the running set keeps serving.
+type Engine struct {
+	dir string
+	cur atomic.Pointer[Ruleset]
+	mu  sync.Mutex // one reload at a time
+}
+
+// NewEngine loads dir. It fails when the rules do not load: there is nothing
+// to serve yet.
+func NewEngine(dir string) (*Engine, error) {
+	rs, err := LoadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{dir: dir}
+	e.cur.Store(rs)
+	return e, nil
+}
+
+// Dir is the rules directory.
+func (e *Engine) Dir() string { return e.dir }
+
+// Current returns the running rule set. Hold on to it for the whole of one
+// message so that every decision about the message comes from one version.
+func (e *Engine) Current() *Ruleset { return e.cur.Load() }
+
+// Evaluate evaluates in with the running rule set.
+func (e *Engine) Evaluate(in Input) (*Decision, error) { return e.Current().Evaluate(in) }
+
+// Reload loads the directory again. A set that loads replaces the running
+// one (when its version differs); one that does not is refused, its error
+// (a *LoadError) returned, and the running set stays. The set returned is
+// the one running after the call.
+func (e *Engine) Reload() (*Ruleset, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	rs, err := LoadDir(e.dir)
+	if err != nil {
+		return e.cur.Load(), err
+	}
+	if old := e.cur.Load(); old != nil && old.version == rs.version {
+		return old, nil
+	}
+	e.cur.Store(rs)
+	return rs, nil
+}
+
+// ReloadResult reports a reload that Watch made after the files changed.
+type ReloadResult struct {
+	Previous string // version running before
+	Version  string // version running after (Previous when refused)
+	Changed  bool   // a new version is running
+	Err      error  // why the new files were refused (a *LoadError)
+}
+
+// Watch polls the directory every interval (by content, so it needs no
+// file-system notifications and sees edits on any file system) and reloads
+// when the files change, reporting each reload to onReload (which may be
+// nil). It returns when ctx is done.
+func (e *Engine) Watch(ctx context.Context, interval time.Duration, onReload func(ReloadResult)) error {
+	if interval <= 0 {
+		return errors.New("rules: watch interval must be positive")
+	}
+	last := e.fingerprint()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		fp := e.fingerprint()
+		if fp == last {
+			continue
+		}
+		last = fp
+		prev := e.Current().Version()
+		rs, err := e.Reload()
+		if onReload != nil {
+			onReload(ReloadResult{Previous: prev, Version: rs.Version(), Changed: rs.Version() != prev, Err: err})
+		}
+	}
+}
+
+// fingerprint hashes the rule files and the files the running set refers
+// to. Unreadable files hash as their error, so a change of error counts too.
+func (e *Engine) fingerprint() [32]byte {
+	h := sha256.New()
+	names, err := RuleFiles(e.dir)
+	if err != nil {
+		fmt.Fprintf(h, "error %v", err)
+	}
+	paths := make([]string, 0, len(names))
+	for _, n := range names {
+		paths = append(paths, filepath.Join(e.dir, n))
+	}
+	if rs := e.Current(); rs != nil {
+		for _, p := range rs.files {
+			if !contains(paths, p) {
+				paths = append(paths, p)
+			}
+		}
+	}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		fmt.Fprintf(h, "%s\x00%d\x00%v\x00", p, len(data), err)
+		h.Write(data)
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
