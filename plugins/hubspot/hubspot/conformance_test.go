@@ -1,7 +1,10 @@
 package hubspot_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"os/exec"
 	"testing"
 
 	"github.com/switchboard-hub/switchboard/plugins/hubspot/hsfake"
@@ -45,4 +48,60 @@ func TestConformanceSubprocess(t *testing.T) {
 	bin := testkit.BuildPlugin(t, "github.com/switchboard-hub/switchboard/plugins/hubspot")
 	_, fx := conformanceFake(t)
 	testkit.RunCRMSuite(t, func(t *testing.T) *sdk.RemoteCRM { return testkit.LaunchCRM(t, bin) }, fx)
+}
+
+func TestDescribeSubcommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the plugin binary")
+	}
+	bin := testkit.BuildPlugin(t, "github.com/switchboard-hub/switchboard/plugins/hubspot")
+	out, err := exec.Command(bin, "describe").Output()
+	if err != nil {
+		t.Fatalf("describe: %v", err)
+	}
+	var m sdk.Manifest
+	if err := json.Unmarshal(out, &m); err != nil {
+		t.Fatalf("describe output is not a manifest: %v\n%s", err, out)
+	}
+	var schema map[string]any
+	if m.Name != "hubspot" || m.Kind != sdk.KindCRM || json.Unmarshal(m.ConfigSchema, &schema) != nil || schema["required"] == nil {
+		t.Errorf("manifest %+v", m)
+	}
+}
+
+func TestCheckHealth(t *testing.T) {
+	fake := startFake(t, hsfake.Options{})
+	p := newPlugin(t, fake, nil)
+	if err := p.CheckHealth(ctxT(t)); err != nil {
+		t.Fatalf("healthy: %v", err)
+	}
+	fake.RevokeToken()
+	if err := p.CheckHealth(ctxT(t)); !errors.Is(err, sdk.ErrUnauthorized) {
+		t.Errorf("revoked token: %v", err)
+	}
+}
+
+// BenchmarkUpsertKnownContact measures the common path: a returning
+// contact found through the identity index, read, nothing new to write.
+func BenchmarkUpsertKnownContact(b *testing.B) {
+	fake := hsfake.New(hsfake.Options{NoRateLimit: true})
+	defer fake.Close()
+	cfg, _ := json.Marshal(map[string]any{"token": fake.Token(), "base_url": fake.URL, "create_properties": true,
+		"rate_limit": map[string]any{"disabled": true}})
+	p := hubspot.New()
+	ctx := context.Background()
+	if err := p.Configure(ctx, sdk.ConfigureRequest{Config: cfg, Host: sdk.HostFromBackend(sdk.NewMemoryHost(nil))}); err != nil {
+		b.Fatal(err)
+	}
+	req := &sdk.UpsertContactRequest{Contact: sdk.Contact{Name: "An", Phone: "+84901234567", Score: 50,
+		Identities: []sdk.Identity{{Channel: "zalo", UserID: "2468458835296197922"}}}}
+	if _, err := p.UpsertContact(ctx, req); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := p.UpsertContact(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
 }
