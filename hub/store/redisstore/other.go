@@ -16,7 +16,7 @@ import (
 // History.
 
 func (s *Store) histKeys(conv string) (turns, total string) {
-	base := s.prefix + "hist:{" + conv + "}:"
+	base := s.prefix + "hist:{" + tag(conv) + "}:"
 	return base + "t", base + "n"
 }
 
@@ -311,7 +311,7 @@ func (s *Store) DeleteDead(ctx context.Context, id string) error {
 // stream nodes of ~100 entries). Trimming happens on Append: a log that
 // gets no more appends keeps its last records.
 
-func (s *Store) logKey(log string) string { return s.prefix + "log:{" + log + "}" }
+func (s *Store) logKey(log string) string { return s.prefix + "log:{" + tag(log) + "}" }
 
 // Append implements store.Logs.
 func (s *Store) Append(ctx context.Context, log string, rec []byte, retention time.Duration) (string, error) {

@@ -226,3 +226,10 @@ func unavailable(err error) bool {
 func invalid(op, what string) error {
 	return fmt.Errorf("redisstore: %s: %s: %w", op, what, store.ErrInvalid)
 }
+
+// tagEscaper keeps a name usable as a cluster hash tag: a brace inside it
+// would end the tag early (or make it empty) and split one conversation's
+// keys over two slots. Escaping '%' too keeps distinct names distinct.
+var tagEscaper = strings.NewReplacer("%", "%25", "{", "%7B", "}", "%7D")
+
+func tag(name string) string { return tagEscaper.Replace(name) }

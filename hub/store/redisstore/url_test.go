@@ -43,3 +43,11 @@ func TestClientFromURL(t *testing.T) {
 		}
 	}
 }
+
+func TestTagEscapesBraces(t *testing.T) {
+	for in, want := range map[string]string{"zalo:1": "zalo:1", "}x": "%7Dx", "a{b}": "a%7Bb%7D", "%7D": "%257D"} {
+		if got := tag(in); got != want {
+			t.Fatalf("tag(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -42,6 +42,15 @@ func testHistoryTrim(t *testing.T, e *env) {
 	if h := must(s.History(ctx, "all")).of(t); len(h) != 3 {
 		t.Fatalf("keep=0 kept %d", len(h))
 	}
+	// Odd names work (in Redis the name is a cluster hash tag).
+	must(s.AppendTurn(ctx, "}odd{", []byte("x"), 2, time.Hour)).of(t)
+	if h := must(s.History(ctx, "}odd{")).of(t); len(h) != 1 {
+		t.Fatalf("history of an odd name: %d turns", len(h))
+	}
+	must(s.Append(ctx, "a{b}", []byte("x"), time.Hour)).of(t)
+	if recs, _, err := s.Range(ctx, "a{b}", store.LogRange{}); err != nil || len(recs) != 1 {
+		t.Fatalf("log of an odd name: %v %v", recs, err)
+	}
 	noErr(t, s.DeleteHistory(ctx, "c"))
 	if h := must(s.History(ctx, "c")).of(t); len(h) != 0 {
 		t.Fatalf("history after delete: %d", len(h))
