@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"os/exec"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchboard-hub/switchboard/plugins/hubspot/hsfake"
 	"github.com/switchboard-hub/switchboard/plugins/hubspot/hubspot"
@@ -103,5 +105,49 @@ func BenchmarkUpsertKnownContact(b *testing.B) {
 		if _, err := p.UpsertContact(ctx, req); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestTypedErrorsCrossTheWire runs the plugin as a real subprocess and
+// checks that the hub sees the typed errors, their retry-after and the
+// wording a person needs, and never the token.
+func TestTypedErrorsCrossTheWire(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and launches the plugin binary")
+	}
+	bin := testkit.BuildPlugin(t, "github.com/switchboard-hub/switchboard/plugins/hubspot")
+	fake := startFake(t, hsfake.Options{})
+	c := testkit.LaunchCRM(t, bin)
+	cfg, _ := json.Marshal(baseConfig(fake, nil))
+	if err := c.Configure(ctxT(t), "hubspot", cfg, sdk.NewMemoryHost(nil), "test"); err != nil {
+		t.Fatal(err)
+	}
+	zid := zalo("wire")
+	if _, err := c.UpsertContact(ctxT(t), &sdk.UpsertContactRequest{Contact: sdk.Contact{Identities: []sdk.Identity{zid}}}); err != nil {
+		t.Fatal(err)
+	}
+
+	fake.Inject(hsfake.Fault{Status: 429, RetryAfter: 7})
+	_, err := c.GetContact(ctxT(t), "", &zid)
+	if sdk.CodeOf(err) != sdk.CodeRateLimited || sdk.RetryAfterOf(err) != 7*time.Second {
+		t.Errorf("429: %v", err)
+	}
+
+	if _, err := c.GetContact(ctxT(t), "", &sdk.Identity{Channel: "zalo", UserID: "nobody"}); !errors.Is(err, sdk.ErrNotFound) {
+		t.Errorf("unknown: %v", err)
+	}
+
+	fake.RevokeToken()
+	_, err = c.GetContact(ctxT(t), "", &zid)
+	if !errors.Is(err, sdk.ErrUnauthorized) || !strings.Contains(err.Error(), "check HUBSPOT_TOKEN / its scopes") {
+		t.Errorf("401: %v", err)
+	}
+	if strings.Contains(err.Error(), fake.Token()) {
+		t.Error("token in the error")
+	}
+
+	if err := c.Configure(ctxT(t), "hubspot", []byte(`{"token":"pat-na1-secret","tier":"gold"}`), sdk.NewMemoryHost(nil), "test"); sdk.CodeOf(err) != sdk.CodeInvalid ||
+		strings.Contains(err.Error(), "pat-na1-secret") {
+		t.Errorf("bad config: %v", err)
 	}
 }
