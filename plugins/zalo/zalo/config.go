@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -106,8 +107,16 @@ func (d *Duration) UnmarshalJSON(data []byte) error {
 	if err := json.Unmarshal(data, &s); err != nil {
 		return fmt.Errorf("duration must be a string like \"30s\": %w", err)
 	}
-	v, err := time.ParseDuration(s)
-	if err != nil {
+	var v time.Duration
+	var err error
+	if n, ok := strings.CutSuffix(s, "d"); ok && isDecimal(n) {
+		// Days, as the hub's own config writes them ("7d").
+		days, err := strconv.Atoi(n)
+		if err != nil || days > 100000 {
+			return fmt.Errorf("duration %q is out of range", s)
+		}
+		v = time.Duration(days) * 24 * time.Hour
+	} else if v, err = time.ParseDuration(s); err != nil {
 		return err
 	}
 	if v < 0 {
@@ -125,6 +134,10 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // parseConfig decodes, defaults and validates a config block.
 func parseConfig(raw []byte) (*Config, error) {
+	raw, err := quoteIDs(raw)
+	if err != nil {
+		return nil, fmt.Errorf("zalo config: %w", err)
+	}
 	var c Config
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -139,6 +152,26 @@ func parseConfig(raw []byte) (*Config, error) {
 		return nil, fmt.Errorf("zalo config: %w", err)
 	}
 	return &c, nil
+}
+
+// quoteIDs turns app_id and oa_id written as bare numbers (an unquoted id
+// in YAML) into strings, keeping every digit.
+func quoteIDs(raw []byte) ([]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return nil, err
+	}
+	changed := false
+	for _, k := range []string{"app_id", "oa_id"} {
+		v := bytes.TrimSpace(m[k])
+		if len(v) > 0 && v[0] >= '0' && v[0] <= '9' && isDecimal(string(v)) {
+			m[k], changed = json.RawMessage(`"`+string(v)+`"`), true
+		}
+	}
+	if !changed {
+		return raw, nil
+	}
+	return json.Marshal(m)
 }
 
 func (c *Config) setDefaults() {

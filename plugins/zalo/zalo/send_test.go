@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -532,5 +534,49 @@ func TestHealthAndProfiles(t *testing.T) {
 	fake.RevokeRefreshTokens()
 	if err := c.CheckHealth(ctxT(t)); sdk.CodeOf(err) != sdk.CodeUnauthorized {
 		t.Errorf("CheckHealth with dead tokens: %v", err)
+	}
+}
+
+// TestEchoOverHTTP: the fake echoes an accepted send to a webhook endpoint
+// over real HTTP (as a hub's ingress would receive it); the echo of our
+// own message yields no event.
+func TestEchoOverHTTP(t *testing.T) {
+	fake := newFake(t, zalofake.Config{})
+	c := configure(t, fake, sdk.NewMemoryHost(nil), nil, nil)
+	var mu sync.Mutex
+	var events []sdk.Event
+	ingress := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		res, err := c.HandleWebhook(r.Context(), &sdk.WebhookRequest{Method: r.Method, Path: r.URL.Path, Header: r.Header, Body: body})
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		mu.Lock()
+		events = append(events, res.Events...)
+		mu.Unlock()
+		w.WriteHeader(res.Response.Status)
+	}))
+	defer ingress.Close()
+	fake.SetEchoURL(ingress.URL + "/webhooks/zalo")
+	user := zalofake.NewID()
+	res, err := fake.PostWebhook(ctxT(t), ingress.URL+"/webhooks/zalo", fake.Text(user, "còn size M không?"))
+	if err != nil || res.StatusCode != 200 {
+		t.Fatalf("%v %v", err, res)
+	}
+	res.Body.Close()
+	if _, err := c.Send(ctxT(t), &sdk.Outbound{To: sdk.Identity{UserID: user}, Text: "Dạ còn ạ"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.WaitFor(ctxT(t), func(f *zalofake.Server) bool { return len(f.Echoes()) == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	if e := fake.Echoes()[0]; e.Status != 200 || e.Err != nil {
+		t.Fatalf("echo delivery %+v", e)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != 1 || events[0].Author != sdk.AuthorCustomer {
+		t.Errorf("events %+v, want only the customer's message", events)
 	}
 }

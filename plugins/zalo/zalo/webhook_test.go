@@ -280,3 +280,18 @@ func hmacSig(body []byte) string {
 	m.Write([]byte("1763740800000"))
 	return "mac=" + hex.EncodeToString(m.Sum(nil))
 }
+
+func TestConfigLenient(t *testing.T) {
+	// Ids unquoted in YAML arrive as JSON numbers; days as "7d".
+	cfg, err := parseConfig([]byte(`{"app_id":360846524940903967,"oa_id":388613280878808645,"oa_secret_key":"s",
+		"access_token":"a","webhook_max_age":"3d","reply_allowance":{"window":"48h"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.AppID != goldenAppID || cfg.OAID != goldenOAID || cfg.WebhookMaxAge.D() != 72*time.Hour {
+		t.Errorf("%+v", cfg)
+	}
+	if cfg.BaseURL.OpenAPI != DefaultOpenAPIURL || cfg.BaseURL.OAuth != DefaultOAuthURL || !*cfg.ReplyAllowance.Enforce || cfg.ReplyAllowance.FreeReplies != 8 {
+		t.Errorf("defaults: %+v", cfg)
+	}
+}

@@ -82,6 +82,10 @@ type Config struct {
 	EnforceReplyQuota bool
 	FreeReplies       int           // default 8
 	ReplyWindow       time.Duration // default 48h
+
+	// EchoURL, when set, receives a signed oa_send_* echo of every message
+	// the fake accepts, as Zalo may echo API sends to the webhook.
+	EchoURL string
 }
 
 // Server is a running fake.
@@ -101,7 +105,16 @@ type Server struct {
 	oauthFail []fault
 	users     map[string]*userState
 	profiles  map[string]string
+	echoURL   string
+	echoes    []Echo
 	changed   chan struct{}
+}
+
+// Echo is one echo webhook the fake delivered for an accepted send.
+type Echo struct {
+	MessageID string
+	Status    int   // the receiver's HTTP status
+	Err       error // transport error
 }
 
 type refreshState struct {
@@ -188,6 +201,7 @@ func New(cfg Config) *Server {
 		codes:    map[string]bool{},
 		users:    map[string]*userState{},
 		profiles: map[string]string{},
+		echoURL:  cfg.EchoURL,
 		changed:  make(chan struct{}),
 	}
 	s.mu.Lock()
@@ -322,6 +336,38 @@ func (s *Server) RevokeRefreshTokens() {
 func (s *Server) SetUserProfile(userID, displayName string) {
 	s.mu.Lock()
 	s.profiles[userID] = displayName
+	s.mu.Unlock()
+}
+
+// SetEchoURL sets (or, with "", clears) where echoes of accepted sends go.
+func (s *Server) SetEchoURL(url string) {
+	s.mu.Lock()
+	s.echoURL = url
+	s.mu.Unlock()
+}
+
+// Echoes returns the echo deliveries made so far.
+func (s *Server) Echoes() []Echo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Echo(nil), s.echoes...)
+}
+
+// echo posts the oa_send_text echo of an accepted send.
+func (s *Server) echo(url string, sent Send) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e := Echo{MessageID: sent.MessageID}
+	res, err := s.PostWebhook(ctx, url, s.OAEcho(sent))
+	if err != nil {
+		e.Err = err
+	} else {
+		e.Status = res.StatusCode
+		res.Body.Close()
+	}
+	s.mu.Lock()
+	s.echoes = append(s.echoes, e)
+	s.notifyLocked()
 	s.mu.Unlock()
 }
 
@@ -551,6 +597,10 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		u.replies++
 	}
 	rec.MessageID = NewMessageID()
+	if s.echoURL != "" {
+		// After the answer, as Zalo would: the echo can still overtake it.
+		go s.echo(s.echoURL, rec)
+	}
 	writeJSON(w, http.StatusOK, map[string]any{
 		"error":   0,
 		"message": "Success",
