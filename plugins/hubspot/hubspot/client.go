@@ -75,9 +75,8 @@ const maxBody = 8 << 20
 // do sends one request. search marks calls to a /search endpoint, which
 // HubSpot limits separately.
 func (c *client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
-	search := method == http.MethodPost && strings.HasSuffix(path, "/search")
 	if c.limit != nil {
-		if err := c.limit.acquire(ctx, search); err != nil {
+		if err := c.limit.acquire(ctx, isSearchCall(method, path)); err != nil {
 			return err
 		}
 	}
@@ -163,7 +162,7 @@ func (c *client) mapError(ctx context.Context, method, path string, resp *http.R
 		return &sdk.Error{Code: sdk.CodeUnauthorized, Err: ae, Reason: "missing_scopes", ProviderCode: code,
 			Message: "HubSpot refused the call: the private app lacks a scope for it (" + ae.Error() + ")"}
 	case s == http.StatusTooManyRequests:
-		policy := rateLimitPolicy(eb, search(method, path))
+		policy := rateLimitPolicy(eb, isSearchCall(method, path))
 		after := c.retryAfter(resp.Header, policy)
 		if c.limit != nil {
 			c.limit.cooldown(ctx, policy, c.clock.Now().Add(after))
@@ -186,7 +185,8 @@ func (c *client) mapError(ctx context.Context, method, path string, resp *http.R
 	}
 }
 
-func search(method, path string) bool {
+// isSearchCall: HubSpot limits the search endpoints separately.
+func isSearchCall(method, path string) bool {
 	return method == http.MethodPost && strings.HasSuffix(path, "/search")
 }
 
