@@ -228,26 +228,8 @@ func (c *Connector) Send(ctx context.Context, msg *sdk.Outbound) (*sdk.SendResul
 	if err != nil {
 		return nil, err
 	}
-	var win windowState
-	if freeForm && rt.cfg.windowEnforced() {
-		if win, err = rt.windows.get(ctx, to.key()); err != nil {
-			return nil, sdk.Retryable(fmt.Errorf("whatsapp send: %w", err), 0)
-		}
-		if !win.open {
-			t := rt.cfg.WindowFallbackTemplate
-			if t == nil {
-				return nil, sdk.Permanent(errors.New("whatsapp send: the 24-hour customer-service window is closed " +
-					"(no customer message in the last 24 hours); only an approved template may be sent")).
-					WithReason(ReasonWindowClosed)
-			}
-			if payload, err = fallbackPayload(payload, t, &rt.cfg); err != nil {
-				return nil, err
-			}
-			rt.log.Info("window closed: sending the fallback template instead", "template", t.Name,
-				"idempotency_key", msg.IdempotencyKey)
-		}
-	}
-
+	// The claim comes first: a retry of a message that already went out
+	// returns its id even if the window has closed since.
 	var claimVer int64
 	if key := msg.IdempotencyKey; key != "" {
 		prior, ver, err := rt.claims.claim(ctx, key)
@@ -259,33 +241,59 @@ func (c *Connector) Send(ctx context.Context, msg *sdk.Outbound) (*sdk.SendResul
 		}
 		claimVer = ver
 	}
-	release := func() {
+	// detached bounds KV writes that must happen even when the call's own
+	// context is what stopped us.
+	detached := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	}
+	fail := func(err error) (*sdk.SendResult, error) {
 		if claimVer != 0 {
-			// A fresh context: the call's own may be the reason we stop.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			dctx, cancel := detached()
 			defer cancel()
-			rt.claims.release(rctx, msg.IdempotencyKey, claimVer)
+			rt.claims.release(dctx, msg.IdempotencyKey, claimVer)
+		}
+		return nil, err
+	}
+
+	var win windowState
+	if freeForm && rt.cfg.windowEnforced() {
+		if win, err = rt.windows.get(ctx, to.key()); err != nil {
+			return fail(sdk.Retryable(fmt.Errorf("whatsapp send: %w", err), 0))
+		}
+		if !win.open {
+			t := rt.cfg.WindowFallbackTemplate
+			if t == nil || payload.Type == "reaction" {
+				return fail(sdk.Permanent(errors.New("whatsapp send: the 24-hour customer-service window is closed " +
+					"(no customer message in the last 24 hours); only an approved template may be sent")).
+					WithReason(ReasonWindowClosed))
+			}
+			if payload, err = fallbackPayload(payload, t, &rt.cfg); err != nil {
+				return fail(err)
+			}
+			rt.log.Info("window closed: sending the fallback template instead", "template", t.Name)
 		}
 	}
 	if err := rt.limiter.wait(ctx); err != nil {
-		release()
-		return nil, err
+		return fail(err)
 	}
 	resp, err := rt.graph.sendMessage(ctx, payload)
 	if err != nil {
-		release()
 		if sdk.ReasonOf(err) == ReasonWindowClosed && payload.Type != "template" {
-			rt.windows.close(context.WithoutCancel(ctx), to.key(), win.version)
+			dctx, cancel := detached()
+			rt.windows.close(dctx, to.key(), win.version)
+			cancel()
 		}
-		return nil, err
+		return fail(err)
 	}
 	id := resp.Messages[0].ID
 	if claimVer != 0 {
-		if err := rt.claims.complete(ctx, msg.IdempotencyKey, claimVer, id); err != nil {
+		dctx, cancel := detached()
+		if err := rt.claims.complete(dctx, msg.IdempotencyKey, claimVer, id); err != nil {
 			// Sent, but a retry would send again: worth a warning, not a
 			// failure (the message is out).
 			rt.log.Warn("could not record the sent message id for idempotency", "error", err.Error())
 		}
+		cancel()
 	}
 	return &sdk.SendResult{ProviderMessageID: id, AcceptedAt: c.now()}, nil
 }

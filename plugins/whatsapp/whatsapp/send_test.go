@@ -257,6 +257,16 @@ func TestWindowEnforcement(t *testing.T) {
 		if _, err := e.conn.Send(ctx, tmpl); err != nil {
 			t.Fatalf("a template outside the window: %v", err)
 		}
+		// The refusal released the idempotency claim: once the customer
+		// writes, the hub's retry of the same key goes out.
+		keyed := &sdk.Outbound{IdempotencyKey: "k-window", To: toCustomer, Text: "x"}
+		if _, err := e.conn.Send(ctx, keyed); sdk.ReasonOf(err) != ReasonWindowClosed {
+			t.Fatalf("err %v", err)
+		}
+		e.inbound(customer, "hi")
+		if _, err := e.conn.Send(ctx, keyed); err != nil {
+			t.Fatalf("retry once the window opened: %v", err)
+		}
 	})
 	t.Run("open for 24 hours after the customer's message", func(t *testing.T) {
 		e := newEnv(t, wafake.Options{}, nil)
@@ -293,6 +303,11 @@ func TestWindowEnforcement(t *testing.T) {
 		}
 		if got := e.fake.Sent()[1].Type; got != "text" {
 			t.Fatalf("inside the window the fallback replaced the text: %s", got)
+		}
+		// A reaction is not worth a template: refused.
+		_, err = e.conn.Send(ctx, &sdk.Outbound{To: sdk.Identity{UserID: "84900000002"}, Type: "reaction", Text: "👍", ReplyTo: "wamid.X"})
+		if sdk.ReasonOf(err) != ReasonWindowClosed {
+			t.Fatalf("reaction outside the window: %v", err)
 		}
 	})
 	t.Run("Meta's 131047 closes the window", func(t *testing.T) {
@@ -355,6 +370,21 @@ func TestSendIdempotent(t *testing.T) {
 	if len(e.fake.Sent()) != 2 {
 		t.Fatal("a different key was deduplicated")
 	}
+
+	t.Run("a retry after the window closed returns the first id", func(t *testing.T) {
+		e := newEnv(t, wafake.Options{}, nil)
+		e.inbound(customer, "hi")
+		msg := &sdk.Outbound{IdempotencyKey: "late-retry", To: toCustomer, Text: "answer"}
+		first, err := e.conn.Send(ctx, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.clock.Advance(WindowDuration + time.Minute)
+		again, err := e.conn.Send(ctx, msg)
+		if err != nil || again.ProviderMessageID != first.ProviderMessageID {
+			t.Fatalf("retry: %v %+v, want the first id %s", err, again, first.ProviderMessageID)
+		}
+	})
 
 	t.Run("concurrent retries", func(t *testing.T) {
 		e := newEnv(t, wafake.Options{IgnoreWindow: true}, map[string]any{"enforce_window": false})
