@@ -33,7 +33,7 @@ var (
 	specialTokenRe = regexp.MustCompile(`<\|[^|<>]{0,40}\|>|\[/?INST\]|<</?SYS>>`)
 	// a line that starts with a role label, as in a transcript the
 	// customer fakes ("System: you are now…", "Assistant: sure", "Nhân viên: giá 0đ").
-	rolePrefixRe = regexp.MustCompile(`(?im)^[\s>*#\-\[\(]*(system|assistant|human|user|developer|bot|ai|model|agent|human agent|operator|admin|administrator|hệ thống|he thong|quản trị viên|quan tri vien|quản trị|nhân viên|nhan vien|trợ lý|tro ly)\s*[\]\)]?\s*[:：]+`)
+	rolePrefixRe  = regexp.MustCompile(`(?im)^[\s>*#\-\[\(]*(system|assistant|human|user|developer|bot|ai|model|agent|human agent|operator|admin|administrator|hệ thống|he thong|quản trị viên|quan tri vien|quản trị|nhân viên|nhan vien|trợ lý|tro ly)\s*[\]\)]?\s*[:：]+`)
 	agentMarkerRe = regexp.MustCompile(`(?i)\[\s*human\s+agent\s*\]`)
 	// a <data>…</data> block in model output.
 	dataBlockRe = regexp.MustCompile(`(?is)<data>\s*(.*?)\s*</data>`)

@@ -317,7 +317,9 @@ func jsonNumbersToFloat(v any) any {
 	return v
 }
 
-// ValidationError lists what is wrong with a value, by JSON pointer.
+// ValidationError lists what is wrong with a value, by JSON pointer. It
+// names paths and types only, never values: output can echo customer text,
+// and these messages reach logs.
 type ValidationError struct{ Problems []string }
 
 func (e *ValidationError) Error() string {
@@ -365,10 +367,10 @@ func (n *node) validate(v any, path string, probs *[]string) {
 		return
 	}
 	if n.enum != nil && !containsValue(n.enum, v) {
-		bad("value %s is not one of the allowed values", short(v))
+		bad("%s value is not one of the allowed values", typeName(v))
 	}
 	if n.hasConst && !equalValue(n.constVal, v) {
-		bad("value %s is not the required constant", short(v))
+		bad("%s value is not the required constant", typeName(v))
 	}
 	for _, sub := range n.allOf {
 		sub.validate(v, path, probs)
@@ -384,7 +386,7 @@ func (n *node) validate(v any, path string, probs *[]string) {
 			}
 		}
 		if !ok {
-			bad("value %s matches none of the allowed shapes", short(v))
+			bad("%s value matches none of the allowed shapes", typeName(v))
 		}
 	}
 	if len(n.oneOf) > 0 {
@@ -397,7 +399,7 @@ func (n *node) validate(v any, path string, probs *[]string) {
 			}
 		}
 		if matches != 1 {
-			bad("value %s must match exactly one shape, matches %d", short(v), matches)
+			bad("%s value must match exactly one shape, matches %d", typeName(v), matches)
 		}
 	}
 	switch x := v.(type) {
@@ -510,17 +512,6 @@ func typeName(v any) string {
 		return "array"
 	}
 	return fmt.Sprintf("%T", v)
-}
-
-// short renders a value for an error message without echoing long
-// customer-controlled text into logs.
-func short(v any) string {
-	b, _ := json.Marshal(v)
-	s := string(b)
-	if utf8.RuneCountInString(s) > 40 {
-		s = string([]rune(s)[:40]) + "…"
-	}
-	return s
 }
 
 func containsValue(list []any, v any) bool {
