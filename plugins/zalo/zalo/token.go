@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,7 +26,10 @@ type tokenRecord struct {
 	// Seed fingerprints the config tokens this lineage started from, so a
 	// config with new tokens (the OA was authorised again) replaces it and
 	// an unchanged config does not.
-	Seed       string    `json:"seed"`
+	Seed string `json:"seed"`
+	// OldSeeds are the fingerprints of config tokens replaced earlier: a
+	// replica still running an old config must not re-seed spent tokens.
+	OldSeeds   []string  `json:"old_seeds,omitempty"`
 	Generation int64     `json:"generation"`
 	LeaseOwner string    `json:"lease_owner,omitempty"`
 	LeaseUntil time.Time `json:"lease_until,omitzero"`
@@ -67,14 +71,19 @@ func seedFingerprint(access, refresh string) string {
 func (t *tokenStore) seed(ctx context.Context, cfg *Config) error {
 	fp := seedFingerprint(cfg.AccessToken, cfg.RefreshToken)
 	rec, err := updateJSON(ctx, t.kv, t.key, 0, func(cur *tokenRecord, exists bool) (bool, error) {
-		if exists && cur.Seed == fp {
-			return false, nil // the KV's lineage grew from these tokens: keep it
+		if exists && (cur.Seed == fp || slices.Contains(cur.OldSeeds, fp)) {
+			return false, nil // the KV's lineage grew from these tokens or replaced them: keep it
 		}
+		var old []string
 		if exists {
 			t.log.Info("zalo: config carries new OA tokens; replacing the stored ones", "generation", cur.Generation)
+			old = append(cur.OldSeeds, cur.Seed)
+			if len(old) > 16 {
+				old = old[len(old)-16:]
+			}
 		}
 		*cur = tokenRecord{AccessToken: cfg.AccessToken, RefreshToken: cfg.RefreshToken,
-			ExpiresAt: cfg.AccessTokenExpiresAt, Seed: fp, UpdatedAt: t.now()}
+			ExpiresAt: cfg.AccessTokenExpiresAt, Seed: fp, OldSeeds: old, UpdatedAt: t.now()}
 		return true, nil
 	})
 	if err != nil {
@@ -204,7 +213,7 @@ func (t *tokenStore) refreshLeased(ctx context.Context, rec tokenRecord) (string
 	}
 	now := t.now()
 	next := tokenRecord{AccessToken: access, RefreshToken: refresh, ExpiresAt: now.Add(expiresIn),
-		Seed: rec.Seed, Generation: rec.Generation + 1, UpdatedAt: now}
+		Seed: rec.Seed, OldSeeds: rec.OldSeeds, Generation: rec.Generation + 1, UpdatedAt: now}
 	stored, err := t.storeRotated(rctx, rec.RefreshToken, next)
 	if err != nil {
 		// The new refresh token exists only here now: keep it and try

@@ -157,6 +157,24 @@ func TestTokenReseededByNewConfig(t *testing.T) {
 	}
 }
 
+// TestOldConfigDoesNotReseed: during a rolling deploy a replica restarts
+// with the old config; its spent tokens must not replace the new ones.
+func TestOldConfigDoesNotReseed(t *testing.T) {
+	fake := newFake(t, zalofake.Config{})
+	host := sdk.NewMemoryHost(nil)
+	oldConfig := fake.PluginConfig(nil)
+	configure(t, fake, host, nil, nil)
+	access, _ := fake.IssueTokens()
+	configure(t, fake, host, nil, nil) // new tokens replace the old lineage
+	old := New()
+	if err := old.Configure(ctxT(t), sdk.ConfigureRequest{Config: oldConfig, Host: sdk.HostFromBackend(host)}); err != nil {
+		t.Fatal(err)
+	}
+	if rec := readToken(t, host); rec.AccessToken != access {
+		t.Fatal("an old config re-seeded its tokens over newer ones")
+	}
+}
+
 // TestConcurrentRefreshTwoReplicas: two plugin instances on one store (two
 // hub replicas) find the token expired at the same time; the refresh token
 // is spent exactly once and every send succeeds.
