@@ -1,7 +1,10 @@
 package zalo_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -99,5 +102,27 @@ func TestTwoProcessesRefreshOnce(t *testing.T) {
 	}
 	if n := len(fake.Accepted()); n != 12 {
 		t.Errorf("%d messages accepted, want 12", n)
+	}
+}
+
+// TestDescribeSubcommand: `zalo describe` prints the manifest as JSON on
+// stdout and nothing else.
+func TestDescribeSubcommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the plugin binary")
+	}
+	bin := testkit.BuildPlugin(t, pluginPkg)
+	out, err := exec.Command(bin, "describe").Output()
+	if err != nil {
+		t.Fatalf("describe: %v", err)
+	}
+	var m sdk.Manifest
+	dec := json.NewDecoder(bytes.NewReader(out))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil || dec.More() {
+		t.Fatalf("describe printed more than the manifest: %v\n%s", err, out)
+	}
+	if m.Name != "zalo" || m.Kind != sdk.KindChannel || !json.Valid(m.ConfigSchema) {
+		t.Errorf("manifest %+v", m)
 	}
 }

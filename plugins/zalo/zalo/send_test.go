@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -578,5 +579,43 @@ func TestEchoOverHTTP(t *testing.T) {
 	defer mu.Unlock()
 	if len(events) != 1 || events[0].Author != sdk.AuthorCustomer {
 		t.Errorf("events %+v, want only the customer's message", events)
+	}
+}
+
+// TestNoPIIInLogs: message text and phone numbers never reach the log at
+// info level or above, and secrets never at any level.
+func TestNoPIIInLogs(t *testing.T) {
+	fake := newFake(t, zalofake.Config{})
+	host := sdk.NewMemoryHost(nil)
+	c := configure(t, fake, host, nil, nil)
+	user := zalofake.NewID()
+	const secretText = "số của em là 0912345678"
+	for _, ev := range []zalofake.Event{fake.Text(user, secretText), fake.SubmitInfo(user, zalofake.Info{Name: "An", Phone: "0912345678"})} {
+		if _, err := c.HandleWebhook(ctxT(t), fake.WebhookRequest(ev)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, _ = c.HandleWebhook(ctxT(t), fake.WebhookRequest(fake.Text(user, secretText), zalofake.WrongSecret()))
+	fake.ExpireAccessTokens()
+	if _, err := c.Send(ctxT(t), &sdk.Outbound{To: sdk.Identity{UserID: user}, Text: secretText}); err != nil {
+		t.Fatal(err)
+	}
+	access, refresh := fake.Tokens()
+	for _, l := range host.Logs() {
+		all := l.Message
+		for k, v := range l.Attrs {
+			all += " " + k + "=" + v
+		}
+		for _, s := range []string{access, refresh, fake.Config().AppSecret, fake.Config().OASecretKey} {
+			if strings.Contains(all, s) {
+				t.Fatalf("log leaks a secret: %s", l.Message)
+			}
+		}
+		if l.Level >= slog.LevelInfo && (strings.Contains(all, "0912345678") || strings.Contains(all, "số của em")) {
+			t.Fatalf("info log carries customer PII: %s", all)
+		}
+	}
+	if len(host.Logs()) == 0 {
+		t.Fatal("nothing was logged; the test checks nothing")
 	}
 }
