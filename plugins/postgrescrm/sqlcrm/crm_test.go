@@ -75,6 +75,11 @@ func TestUpsertCreatesThenFinds(t *testing.T) {
 			t.Errorf("facts %+v", g.Facts)
 		}
 
+		byID := mustUpsert(t, c, "k3", sdk.Contact{ID: a.Contact.ID, Name: "An Nguyễn", Identities: []sdk.Identity{wa("84901234567")}})
+		if byID.Created || byID.Contact.ID != a.Contact.ID || byID.Contact.Name != "An Nguyễn" || len(byID.Contact.Identities) != 4 {
+			t.Errorf("upsert by id: %+v", byID)
+		}
+
 		for _, tc := range []struct {
 			name string
 			id   string
@@ -85,6 +90,7 @@ func TestUpsertCreatesThenFinds(t *testing.T) {
 			{"phone in national format", "", &sdk.Identity{Phone: "0901234567"}},
 			{"phone channel", "", &sdk.Identity{Channel: "phone", UserID: "+84 901 234 567"}},
 			{"email any case", "", &sdk.Identity{Channel: "email", Email: "AN@example.com"}},
+			{"identity added by id", "", &sdk.Identity{Channel: "whatsapp", UserID: "84901234567"}},
 		} {
 			got, err := c.GetContact(ctxT(t), tc.id, tc.by)
 			if err != nil || got.ID != a.Contact.ID {

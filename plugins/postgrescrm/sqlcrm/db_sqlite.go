@@ -41,6 +41,13 @@ func openSQLite(ctx context.Context, c Config) (*sqliteDB, error) {
 			return nil, sdk.Permanent(fmt.Errorf("sqlite: create directory: %w", err))
 		}
 	}
+	// The file holds customer PII: create it readable by this user only.
+	// SQLite gives its -wal and -shm files the database file's mode.
+	f, err := os.OpenFile(c.SQLitePath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, sdk.Permanent(fmt.Errorf("sqlite: create database file: %w", err))
+	}
+	_ = f.Close()
 	dsn := c.SQLitePath + "?" + strings.Join([]string{
 		"_txlock=immediate", // BeginTx issues BEGIN IMMEDIATE; read-only ones a plain BEGIN
 		fmt.Sprintf("_pragma=busy_timeout(%d)", busyTimeoutMS),

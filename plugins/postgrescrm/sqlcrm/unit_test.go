@@ -3,6 +3,7 @@ package sqlcrm
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 
@@ -166,6 +167,23 @@ func TestDescribe(t *testing.T) {
 	for _, key := range []string{"dsn", "schema", "sqlite_path", "max_conns", "link_template", "deal_link_template", "default_country_code", "default_pipeline", "closed_stages"} {
 		if _, ok := props[key]; !ok {
 			t.Errorf("config schema lacks %q", key)
+		}
+	}
+}
+
+// The SQLite file holds customer PII; it is created for its owner only.
+func TestSQLiteFileIsPrivate(t *testing.T) {
+	cfg := testdb.SQLiteConfig(t, nil)
+	c, _ := configure(t, cfg)
+	mustUpsert(t, c, "", sdk.Contact{Identities: []sdk.Identity{zalo("perm")}})
+	path := mustParse(t, cfg).SQLitePath
+	for _, f := range []string{path, path + "-wal"} {
+		fi, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no group or other access", f, fi.Mode().Perm())
 		}
 	}
 }
