@@ -62,9 +62,9 @@ func stripMarkup(s string) string {
 	s = invisibleRe.ReplaceAllString(s, "")
 	for range 8 { // nested "<<data>data>" unwraps one layer per pass
 		before := s
+		s = specialTokenRe.ReplaceAllString(s, "") // first: "<<SYS>>" holds a tag
 		s = tagRe.ReplaceAllString(s, "")
 		s = entityTagRe.ReplaceAllString(s, "")
-		s = specialTokenRe.ReplaceAllString(s, "")
 		s = rolePrefixRe.ReplaceAllString(s, "")
 		s = agentMarkerRe.ReplaceAllString(s, "")
 		if s == before {
