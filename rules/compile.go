@@ -12,9 +12,13 @@ import (
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
 	"github.com/expr-lang/expr/builtin"
+	"github.com/expr-lang/expr/checker"
+	exprcompiler "github.com/expr-lang/expr/compiler"
 	"github.com/expr-lang/expr/conf"
 	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/optimizer"
 	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
 )
 
@@ -264,7 +268,7 @@ func (c *compiler) compileWith(e exprSrc, what string, k kind, ph phase, agent b
 	} else {
 		opts = append(opts, expr.AsBool())
 	}
-	prog, err := expr.Compile(e.src, opts...)
+	prog, native, err := compileExpr(e.src, opts, !agent)
 	bad := p.broken
 	for _, pe := range p.errs {
 		line, col := locate(e.src, pe.loc)
@@ -298,7 +302,49 @@ func (c *compiler) compileWith(e exprSrc, what string, k kind, ph phase, agent b
 		}
 		return nil
 	}
-	return &program{src: e.src, prog: prog, uses: p.uses}
+	pr := &program{src: e.src, prog: prog, uses: p.uses}
+	if k == kindBool {
+		pr.native = native.b
+	} else {
+		pr.nativeInt = native.i
+	}
+	return pr
+}
+
+// compileExpr is expr.Compile, done step by step (with expr's own packages)
+// so that the checked tree can also be built as a native closure before the
+// optimizer rewrites it.
+func compileExpr(src string, opts []expr.Option, wantNative bool) (*vm.Program, value, error) {
+	config := conf.CreateNew()
+	for _, op := range opts {
+		op(config)
+	}
+	for name := range config.Disabled {
+		delete(config.Builtins, name)
+	}
+	config.Check()
+	tree, err := checker.ParseCheck(src, config)
+	if err != nil {
+		return nil, value{}, err
+	}
+	var native value
+	if wantNative {
+		native, _ = nativeOf(tree.Node)
+	}
+	if config.Optimize {
+		if err := optimizer.Optimize(&tree.Node, config); err != nil {
+			var fe *file.Error
+			if errors.As(err, &fe) {
+				return nil, value{}, fe.Bind(tree.Source)
+			}
+			return nil, value{}, err
+		}
+	}
+	prog, err := exprcompiler.Compile(tree, config)
+	if err != nil {
+		return nil, value{}, err
+	}
+	return prog, native, nil
 }
 
 // locate turns a rune offset in src into a 1-based line and 0-based column.

@@ -66,18 +66,24 @@ type Followup struct {
 	CancelWhen string `json:"cancel_when,omitempty"`
 }
 
-// Firing is one rule that matched and what it did.
+// Firing is one rule that matched and what it did. The RuleInfo is shared
+// with the rule set (and other decisions): do not modify it.
 type Firing struct {
+	*RuleInfo
+	// Value is set for scoring: the amount added to the score (negative for
+	// subtract), or for set the score it sets.
+	Value int `json:"value,omitempty"`
+}
+
+// RuleInfo describes a rule: where it is and what it does.
+type RuleInfo struct {
 	Section string `json:"section"` // scoring, tier, routing, handoff, release, followup
 	Rule    string `json:"rule"`
 	File    string `json:"file"` // relative to the rules directory
 	Line    int    `json:"line"`
 	When    string `json:"when,omitempty"`
-	// Op and Value are set for scoring: add or subtract (Value signed, as
-	// added to the score) or set (Value is the score it sets).
-	Op     string `json:"op,omitempty"`
-	Value  int    `json:"value,omitempty"`
-	Detail string `json:"detail,omitempty"`
+	Op      string `json:"op,omitempty"` // scoring: add, subtract or set
+	Detail  string `json:"detail,omitempty"`
 }
 
 // RuleError is a rule that failed at run time. It counted as not matching.

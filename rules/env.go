@@ -45,7 +45,6 @@ const (
 	condSlots  = 32
 )
 
-
 // AgentEnv is the environment of a team's eligible condition: everything in
 // Env plus the agent being considered.
 type AgentEnv struct {
@@ -60,27 +59,27 @@ var stringFields = map[string]stringField{}
 
 type stringField struct {
 	canonical string
-	get       func(*Input) string
+	get       func(*Env) string
 }
 
 func init() {
-	def := func(get func(*Input) string, names ...string) {
+	def := func(get func(*Env) string, names ...string) {
 		for _, n := range names {
 			stringFields[n] = stringField{canonical: names[0], get: get}
 		}
 	}
-	def(func(in *Input) string { return in.Message.Text }, "message.text", "text")
-	def(func(in *Input) string { return in.Message.Channel }, "message.channel")
-	def(func(in *Input) string { return in.Message.Type }, "message.type")
-	def(func(in *Input) string { return in.Message.Author }, "message.author")
-	def(func(in *Input) string { return in.Contact.Name }, "contact.name")
-	def(func(in *Input) string { return in.Contact.Email }, "contact.email")
-	def(func(in *Input) string { return in.Contact.Phone }, "contact.phone")
-	def(func(in *Input) string { return in.Contact.Owner }, "contact.owner")
-	def(func(in *Input) string { return in.Lead.Intent }, "lead.intent", "intent")
-	def(func(in *Input) string { return in.Lead.Need }, "lead.need")
-	def(func(in *Input) string { return in.Lead.Budget }, "lead.budget")
-	def(func(in *Input) string { return in.Lead.Timeline }, "lead.timeline")
-	def(func(in *Input) string { return in.Lead.Action }, "lead.action", "action")
-	def(func(in *Input) string { return in.Conversation.State }, "conversation.state")
+	def(func(e *Env) string { return e.Message.Text }, "message.text", "text")
+	def(func(e *Env) string { return e.Message.Channel }, "message.channel")
+	def(func(e *Env) string { return e.Message.Type }, "message.type")
+	def(func(e *Env) string { return e.Message.Author }, "message.author")
+	def(func(e *Env) string { return e.Contact.Name }, "contact.name")
+	def(func(e *Env) string { return e.Contact.Email }, "contact.email")
+	def(func(e *Env) string { return e.Contact.Phone }, "contact.phone")
+	def(func(e *Env) string { return e.Contact.Owner }, "contact.owner")
+	def(func(e *Env) string { return e.Lead.Intent }, "lead.intent", "intent")
+	def(func(e *Env) string { return e.Lead.Need }, "lead.need")
+	def(func(e *Env) string { return e.Lead.Budget }, "lead.budget")
+	def(func(e *Env) string { return e.Lead.Timeline }, "lead.timeline")
+	def(func(e *Env) string { return e.Lead.Action }, "lead.action", "action")
+	def(func(e *Env) string { return e.Conversation.State }, "conversation.state")
 }

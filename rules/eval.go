@@ -2,6 +2,7 @@ package rules
 
 import (
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/expr-lang/expr/vm"
@@ -52,6 +53,8 @@ type evalState struct {
 	errs  []RuleError
 }
 
+var envPool = sync.Pool{New: func() any { return new(Env) }}
+
 func (s *evalState) run(p *program) (any, error) {
 	if s.boxed == nil || p.uses&s.dirty != 0 {
 		s.boxed = *s.env
@@ -62,6 +65,9 @@ func (s *evalState) run(p *program) (any, error) {
 
 // cond runs a condition; a failure is recorded and counts as false.
 func (s *evalState) cond(p *program, section, rule, file string, line int) (bool, string) {
+	if p.native != nil {
+		return p.native(s.env), ""
+	}
 	out, err := s.run(p)
 	if err != nil {
 		msg := oneLine(err.Error())
@@ -74,6 +80,9 @@ func (s *evalState) cond(p *program, section, rule, file string, line int) (bool
 // peek runs a condition of a rule that cannot take effect any more (trace
 // mode only): its failure is shown, not recorded as an evaluation error.
 func (s *evalState) peek(p *program) (bool, string) {
+	if p.native != nil {
+		return p.native(s.env), ""
+	}
 	out, err := s.run(p)
 	if err != nil {
 		return false, "error: " + oneLine(err.Error())
@@ -90,12 +99,18 @@ func (s *evalState) verdict(v Verdict) {
 func (s *evalState) fire(f Firing) { s.d.Fired = append(s.d.Fired, f) }
 
 func (rs *Ruleset) evaluate(in *Input, tr *[]Verdict) (*Decision, error) {
-	var env Env
+	// The environment (about a kilobyte) escapes to the heap through the
+	// native closures, so it is pooled rather than allocated per message.
+	env := envPool.Get().(*Env)
+	defer func() {
+		*env = Env{} // drop references to this message's strings
+		envPool.Put(env)
+	}()
 	v := getVM()
 	defer putVM(v)
-	errs := rs.prepare(&env, in, v, tr)
+	errs := rs.prepare(env, in, v, tr)
 	d := &Decision{Version: rs.version, Now: env.Now, Fired: make([]Firing, 0, 16)}
-	s := evalState{rs: rs, d: d, vm: v, env: &env, dirty: allUses | usesConds, tr: tr, errs: errs}
+	s := evalState{rs: rs, d: d, vm: v, env: env, dirty: allUses | usesConds, tr: tr, errs: errs}
 
 	s.scoring()
 	s.tiers()
@@ -103,19 +118,17 @@ func (rs *Ruleset) evaluate(in *Input, tr *[]Verdict) (*Decision, error) {
 	state := in.Conversation.State
 	if state == "" || state == StateBot {
 		s.handoff()
-	} else {
-		s.skip("handoff", len(rs.handoffs), func(i int) (string, string, int, string) {
-			h := &rs.handoffs[i]
-			return h.name, h.file, h.line, h.when.src
-		}, "not evaluated: the conversation is "+state+" (handoff rules apply while the bot has it)")
+	} else if tr != nil {
+		for i := range rs.handoffs {
+			s.skipped(rs.handoffs[i].info, "not evaluated: the conversation is "+state+" (handoff rules apply while the bot has it)")
+		}
 	}
 	if state == StateHandedOff || state == StateHuman {
 		s.release()
-	} else {
-		s.skip("release", len(rs.releases), func(i int) (string, string, int, string) {
-			r := &rs.releases[i]
-			return r.name, r.file, r.line, r.when.src
-		}, "not evaluated: the conversation is "+stateName(state)+" (release rules apply while a person has it)")
+	} else if tr != nil {
+		for i := range rs.releases {
+			s.skipped(rs.releases[i].info, "not evaluated: the conversation is "+stateName(state)+" (release rules apply while a person has it)")
+		}
 	}
 	s.followups()
 	if len(s.errs) > 0 {
@@ -132,14 +145,8 @@ func stateName(s string) string {
 	return s
 }
 
-func (s *evalState) skip(section string, n int, at func(int) (string, string, int, string), note string) {
-	if s.tr == nil {
-		return
-	}
-	for i := 0; i < n; i++ {
-		name, file, line, when := at(i)
-		s.verdict(Verdict{Section: section, Rule: name, File: file, Line: line, When: when, Note: note})
-	}
+func (s *evalState) skipped(r *RuleInfo, note string) {
+	s.verdict(Verdict{Section: r.Section, Rule: r.Rule, File: r.File, Line: r.Line, When: r.When, Effect: r.Detail, Note: note})
 }
 
 func (s *evalState) scoring() {
@@ -154,7 +161,9 @@ func (s *evalState) scoring() {
 			continue
 		}
 		n := r.n
-		if r.amount != nil {
+		if r.amount != nil && r.amount.nativeInt != nil {
+			n = max(r.amount.nativeInt(s.env), 0)
+		} else if r.amount != nil {
 			out, err := s.run(r.amount)
 			if err != nil {
 				msg := oneLine(err.Error())
@@ -177,7 +186,7 @@ func (s *evalState) scoring() {
 		case "set":
 			setTo, hasSet = n, true
 		}
-		f := Firing{Section: "scoring", Rule: r.name, File: r.file, Line: r.line, When: r.when.src, Op: r.op, Value: v}
+		f := Firing{RuleInfo: r.info, Value: v}
 		s.fire(f)
 		if s.tr != nil {
 			s.verdict(Verdict{Section: "scoring", Rule: r.name, File: r.file, Line: r.line, When: r.when.src, Matched: true, Applied: true, Effect: f.Effect()})
@@ -212,7 +221,7 @@ func (s *evalState) tiers() {
 		if ok {
 			s.d.Tier, s.env.Tier = t.name, t.name
 			s.dirty |= usesTier
-			s.fire(Firing{Section: "tier", Rule: t.name, File: t.file, Line: t.line, When: when, Detail: t.effect})
+			s.fire(Firing{RuleInfo: t.info})
 		}
 		s.verdict(Verdict{Section: "tier", Rule: t.name, File: t.file, Line: t.line, When: when, Matched: ok, Applied: ok, Effect: t.effect, Note: note})
 		if ok && s.tr == nil {
@@ -258,7 +267,7 @@ func (s *evalState) routing() {
 			if prio == "" && r.priority != "" {
 				prio = r.priority
 			}
-			s.fire(Firing{Section: "routing", Rule: r.name, File: r.file, Line: r.line, When: v.When, Detail: r.detail})
+			s.fire(Firing{RuleInfo: r.info})
 			if !r.cont {
 				decided = r.name
 			}
@@ -332,7 +341,7 @@ func (s *evalState) applyHandoff(h *handoffRule) {
 	}
 	ho.CustomerMessage = s.render(msg)
 	d.Handoff = ho
-	s.fire(Firing{Section: "handoff", Rule: h.name, File: h.file, Line: h.line, When: h.when.src, Detail: h.detail})
+	s.fire(Firing{RuleInfo: h.info})
 }
 
 func (s *evalState) release() {
@@ -350,7 +359,7 @@ func (s *evalState) release() {
 			} else {
 				v.Applied = true
 				s.d.Release = &Release{Rule: r.name, CustomerMessage: s.render(r.message), Notify: r.notify}
-				s.fire(Firing{Section: "release", Rule: r.name, File: r.file, Line: r.line, When: r.when.src, Detail: r.detail})
+				s.fire(Firing{RuleInfo: r.info})
 			}
 		}
 		s.verdict(v)
@@ -376,7 +385,7 @@ func (s *evalState) followups() {
 			}
 			s.d.Followups = append(s.d.Followups, Followup{Name: f.name, After: f.after, At: s.d.Now.Add(f.after),
 				Action: f.action, Params: f.params, CancelWhen: cancel})
-			s.fire(Firing{Section: "followup", Rule: f.name, File: f.file, Line: f.line, When: f.when.src, Detail: f.detail})
+			s.fire(Firing{RuleInfo: f.info})
 		}
 		s.verdict(v)
 	}

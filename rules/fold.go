@@ -99,6 +99,20 @@ func appendFold(dst []byte, s string) []byte {
 	return dst
 }
 
+// asciiWord maps an ASCII byte to itself lowercased when it is a letter or a
+// digit, and to 0 when it separates words.
+var asciiWord [utf8.RuneSelf]byte
+
+func init() {
+	for c := byte('0'); c <= '9'; c++ {
+		asciiWord[c] = c
+	}
+	for c := byte('a'); c <= 'z'; c++ {
+		asciiWord[c] = c
+		asciiWord[c-'a'+'A'] = c
+	}
+}
+
 // appendWords appends s folded, with every run of characters that are not
 // letters or digits replaced by one space, and a space on each side:
 // "Báo giá?!" gives " bao gia ". Matching " gia " in that form is matching a
@@ -106,24 +120,16 @@ func appendFold(dst []byte, s string) []byte {
 func appendWords(dst []byte, s string) []byte {
 	dst = append(dst, ' ')
 	space := true
-	emit := func(b byte) {
-		dst = append(dst, b)
-		space = false
-	}
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
 			i++
-			switch {
-			case isASCIILetter(c):
-				emit(toLowerASCII(c))
-			case c >= '0' && c <= '9':
-				emit(c)
-			default:
-				if !space {
-					dst = append(dst, ' ')
-					space = true
-				}
+			if w := asciiWord[c]; w != 0 {
+				dst = append(dst, w)
+				space = false
+			} else if !space {
+				dst = append(dst, ' ')
+				space = true
 			}
 			continue
 		}
@@ -131,7 +137,8 @@ func appendWords(dst []byte, s string) []byte {
 		i += size
 		switch {
 		case r < rune(len(foldTable)) && foldTable[r] != 0:
-			emit(foldTable[r])
+			dst = append(dst, foldTable[r])
+			space = false
 		case isCombining(r):
 		case unicode.IsLetter(r) || unicode.IsDigit(r):
 			dst = utf8.AppendRune(dst, unicode.ToLower(r))

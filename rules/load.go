@@ -209,6 +209,7 @@ func (b *builder) build() (*Ruleset, error) {
 	for _, t := range rs.teams {
 		t.rs = rs
 	}
+	rs.infos()
 	return rs, nil
 }
 

@@ -153,11 +153,21 @@ func (rs *Ruleset) prepare(e *Env, in *Input, v *vm.VM, tr *[]Verdict) []RuleErr
 		return nil
 	}
 	var errs []RuleError
-	var boxed any = *e
+	var boxed any // only when a condition needs the VM
 	for i := range rs.conds {
 		c := &rs.conds[i]
-		out, err := v.Run(c.prog.prog, boxed)
-		ok := err == nil && out.(bool)
+		var ok bool
+		var err error
+		if c.prog.native != nil {
+			ok = c.prog.native(e)
+		} else {
+			if boxed == nil {
+				boxed = *e
+			}
+			var out any
+			out, err = v.Run(c.prog.prog, boxed)
+			ok = err == nil && out.(bool)
+		}
 		note := ""
 		if err != nil {
 			note = "error: " + oneLine(err.Error())
@@ -169,4 +179,38 @@ func (rs *Ruleset) prepare(e *Env, in *Input, v *vm.VM, tr *[]Verdict) []RuleErr
 		}
 	}
 	return errs
+}
+
+// infos builds the RuleInfo each rule's firings share.
+func (rs *Ruleset) infos() {
+	src := func(p *program) string {
+		if p == nil {
+			return ""
+		}
+		return p.src
+	}
+	for i := range rs.scoring {
+		r := &rs.scoring[i]
+		r.info = &RuleInfo{Section: "scoring", Rule: r.name, File: r.file, Line: r.line, When: src(r.when), Op: r.op, Detail: r.detail}
+	}
+	for i := range rs.tiers {
+		t := &rs.tiers[i]
+		t.info = &RuleInfo{Section: "tier", Rule: t.name, File: t.file, Line: t.line, When: t.detail, Detail: t.effect}
+	}
+	for i := range rs.routes {
+		r := &rs.routes[i]
+		r.info = &RuleInfo{Section: "routing", Rule: r.name, File: r.file, Line: r.line, When: src(r.when), Detail: r.detail}
+	}
+	for i := range rs.handoffs {
+		h := &rs.handoffs[i]
+		h.info = &RuleInfo{Section: "handoff", Rule: h.name, File: h.file, Line: h.line, When: src(h.when), Detail: h.detail}
+	}
+	for i := range rs.releases {
+		r := &rs.releases[i]
+		r.info = &RuleInfo{Section: "release", Rule: r.name, File: r.file, Line: r.line, When: src(r.when), Detail: r.detail}
+	}
+	for i := range rs.followups {
+		f := &rs.followups[i]
+		f.info = &RuleInfo{Section: "followup", Rule: f.name, File: f.file, Line: f.line, When: src(f.when), Detail: f.detail}
+	}
 }

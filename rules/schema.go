@@ -137,6 +137,10 @@ type program struct {
 	src  string
 	prog *vm.Program
 	uses uses // phase-dependent names it reads
+	// The same expression as a Go closure, when it is simple enough
+	// (native.go): native for conditions, nativeInt for amounts.
+	native    func(*Env) bool
+	nativeInt func(*Env) int
 }
 
 type uses uint8
@@ -152,6 +156,7 @@ const (
 )
 
 type scoreRule struct {
+	info       *RuleInfo // shared by the firings
 	name, file string
 	line       int
 	when       *program
@@ -162,6 +167,7 @@ type scoreRule struct {
 }
 
 type tierDef struct {
+	info       *RuleInfo // shared by the firings
 	name, file string
 	line       int
 	min        int      // the threshold when the tier is one (-1 otherwise)
@@ -171,6 +177,7 @@ type tierDef struct {
 }
 
 type route struct {
+	info           *RuleInfo // shared by the firings
 	name, file     string
 	line           int
 	when           *program // nil: always
@@ -180,6 +187,7 @@ type route struct {
 }
 
 type handoffRule struct {
+	info                *RuleInfo // shared by the firings
 	name, file          string
 	line                int
 	when                *program
@@ -192,6 +200,7 @@ type handoffRule struct {
 }
 
 type releaseRule struct {
+	info       *RuleInfo // shared by the firings
 	name, file string
 	line       int
 	when       *program
@@ -201,6 +210,7 @@ type releaseRule struct {
 }
 
 type followupRule struct {
+	info       *RuleInfo // shared by the firings
 	name, file string
 	line       int
 	when       *program

@@ -54,7 +54,7 @@ func normalizeNeedle(s string, f textForm) string {
 // ignored, so "gấp" (urgent) does not match "gặp" (meet). The text is first
 // composed (NFC), so decomposed input matches composed phrases.
 func appendExactWords(dst []byte, s string) []byte {
-	if !norm.NFC.IsNormalString(s) {
+	if hasCombining(s) {
 		s = norm.NFC.String(s)
 	}
 	dst = append(dst, ' ')
@@ -72,6 +72,18 @@ func appendExactWords(dst []byte, s string) []byte {
 		dst = append(dst, ' ')
 	}
 	return dst
+}
+
+// hasCombining reports whether s holds a combining diacritic (U+0300 to
+// U+036F, encoded 0xCC 0x80 to 0xCD 0xAF): only then can composing change
+// how Vietnamese text compares. Cheaper than norm's full check.
+func hasCombining(s string) bool {
+	for i := 0; i+1 < len(s); i++ {
+		if c := s[i]; c == 0xCC || c == 0xCD && s[i+1] <= 0xAF {
+			return true
+		}
+	}
+	return false
 }
 
 // fieldSlot is one string field the rules normalize.
@@ -138,22 +150,25 @@ func groupMatches(matches []matchDef) []wordGroup {
 	return gs
 }
 
-// eval sets the matches of the group found in t (a padded word form).
+// eval sets the matches of the group found in t (a padded word form),
+// hashing each word as it scans.
 func (g *wordGroup) eval(t []byte, out *[matchSlots]bool) {
-	for p := 1; p < len(t); {
-		q := bytes.IndexByte(t[p:], ' ')
-		if q < 0 {
-			return
+	const offset = 14695981039346656037
+	h, start := uint64(offset), 1
+	for p := 1; p < len(t); p++ {
+		c := t[p]
+		if c != ' ' {
+			h = (h ^ uint64(c)) * 1099511628211
+			continue
 		}
-		h := wordHash(t[p : p+q])
 		if g.bloom[h&255>>6]&(1<<(h&63)) != 0 {
-			for _, c := range g.first[h] {
-				if !out[c.k] && len(t)-p >= len(c.needle) && string(t[p:p+len(c.needle)]) == c.needle {
-					out[c.k] = true
+			for _, cd := range g.first[h] {
+				if !out[cd.k] && len(t)-start >= len(cd.needle) && string(t[start:start+len(cd.needle)]) == cd.needle {
+					out[cd.k] = true
 				}
 			}
 		}
-		p += q + 1
+		h, start = offset, p+1
 	}
 }
 
@@ -238,7 +253,7 @@ func (rs *Ruleset) fillEnv(e *Env, in *Input) {
 	buf := stack[:0]
 	for i := range rs.slots {
 		s := &rs.slots[i]
-		v := s.field.get(in)
+		v := s.field.get(e)
 		for f := textForm(0); f < numForms; f++ {
 			if s.forms[f] {
 				from := len(buf)
