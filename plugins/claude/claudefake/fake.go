@@ -665,15 +665,19 @@ func (s *Server) writeError(w http.ResponseWriter, reqID string, r Reply) {
 		Error: wireErrorBody{Type: r.ErrorType, Message: r.ErrorMessage, Details: r.ErrorDetails}})
 }
 
+// writeJSON writes v as the API does: without Go's HTML escaping of <, >
+// and &, which matters to a client looking for "<data>" in the text.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("content-type", "application/json")
 	w.WriteHeader(status)
-	_, _ = w.Write(b)
+	_, _ = w.Write(bytes.TrimRight(buf.Bytes(), "\n"))
 }
 
 const base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

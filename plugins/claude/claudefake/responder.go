@@ -26,7 +26,9 @@ var intentKeywords = []struct {
 	{"inquiry", []string{"cho hoi", "muon biet", "tim hieu", "thong tin", "quan tam", "info", "information", "interested", "hello", "hi", "chao", "xin chao"}},
 }
 
-var timelineWords = []string{"hom nay", "ngay", "gap", "tuan nay", "tuan sau", "thang nay", "thang sau", "quy nay", "nam nay",
+// Folding merges words ("gấp" urgent and "gặp" meet; "ngay" now and
+// "ngày" day), so only unambiguous phrases are listed.
+var timelineWords = []string{"hom nay", "ngay lap tuc", "cang som cang tot", "tuan nay", "tuan sau", "thang nay", "thang sau", "quy nay", "nam nay",
 	"asap", "today", "this week", "next week", "this month", "next month", "urgent", "immediately"}
 
 var decisionYes = []string{"giam doc", "chu doanh nghiep", "chu cua hang", "toi la chu", "toi quyet dinh", "owner", "ceo", "founder", "director", "i decide"}
