@@ -52,7 +52,6 @@ func openSQLite(ctx context.Context, c Config) (*sqliteDB, error) {
 		"_txlock=immediate", // BeginTx issues BEGIN IMMEDIATE; read-only ones a plain BEGIN
 		fmt.Sprintf("_pragma=busy_timeout(%d)", busyTimeoutMS),
 		"_pragma=foreign_keys(1)",
-		"_pragma=journal_mode(WAL)",
 		"_pragma=synchronous(NORMAL)", // durable across a process crash; WAL keeps it consistent
 		"_time_format=sqlite",
 	}, "&")
@@ -63,11 +62,35 @@ func openSQLite(ctx context.Context, c Config) (*sqliteDB, error) {
 	db.SetMaxOpenConns(c.MaxConns)
 	db.SetMaxIdleConns(c.MaxConns)
 	s := &sqliteDB{db: db, writeSlot: make(chan struct{}, 1)}
-	if err := s.ping(ctx); err != nil {
+	if err := s.useWAL(ctx); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// useWAL switches the file to write-ahead logging, once: the mode is a
+// property of the file. Switching takes the file's exclusive lock, and when
+// another process is switching at the same moment SQLite answers BUSY at
+// once rather than waiting (waiting could deadlock), so this retries.
+func (s *sqliteDB) useWAL(ctx context.Context) error {
+	for attempt := 0; ; attempt++ {
+		var mode string
+		err := s.db.QueryRowContext(ctx, `PRAGMA journal_mode = WAL`).Scan(&mode)
+		if err == nil {
+			if !strings.EqualFold(mode, "wal") {
+				return sdk.Permanent(fmt.Errorf("sqlite: journal mode is %q, WAL unavailable", mode))
+			}
+			return nil
+		}
+		var le *sqlite.Error
+		if !errors.As(err, &le) || le.Code()&0xff != sqlite3.SQLITE_BUSY || attempt+1 >= maxTxAttempts*2 {
+			return s.classify("sqlite: enable WAL", err)
+		}
+		if err := txBackoff(ctx, attempt); err != nil {
+			return err
+		}
+	}
 }
 
 func (s *sqliteDB) dialect() *dialect { return sqliteDialect }
