@@ -116,8 +116,17 @@ func (p *pgDB) migrate(ctx context.Context, ms []migration) (int, error) {
 	}
 	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key) }()
 	if p.schema != "" {
-		if _, err := conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{p.schema}.Sanitize()); err != nil {
-			return 0, p.classify("migrate: create schema", err)
+		// Look first: CREATE SCHEMA IF NOT EXISTS still needs the CREATE
+		// privilege on the database, which a locked-down CRM role whose
+		// schema was made by an admin does not have.
+		var exists bool
+		if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`, p.schema).Scan(&exists); err != nil {
+			return 0, p.classify("migrate: look up schema", err)
+		}
+		if !exists {
+			if _, err := conn.Exec(ctx, `CREATE SCHEMA IF NOT EXISTS `+pgx.Identifier{p.schema}.Sanitize()); err != nil {
+				return 0, p.classify("migrate: create schema", err)
+			}
 		}
 	}
 	n, err := runMigrations(ctx, postgresDialect, func(ctx context.Context, fn func(querier) error) error {
