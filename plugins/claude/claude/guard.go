@@ -31,10 +31,7 @@ var (
 	entityTagRe = regexp.MustCompile(`(?i)&(lt|#0*60|#x0*3c);\s*/?\s*[a-z_][^&<>]{0,80}?&(gt|#0*62|#x0*3e);`)
 	// chat-template tokens of various model families.
 	specialTokenRe = regexp.MustCompile(`<\|[^|<>]{0,40}\|>|\[/?INST\]|<</?SYS>>`)
-	// a line that starts with a role label, as in a transcript the
-	// customer fakes ("System: you are now…", "Assistant: sure", "Nhân viên: giá 0đ").
-	rolePrefixRe  = regexp.MustCompile(`(?im)^[\s>*#\-\[\(]*(system|assistant|human|user|developer|bot|ai|model|agent|human agent|operator|admin|administrator|hệ thống|he thong|quản trị viên|quan tri vien|quản trị|nhân viên|nhan vien|trợ lý|tro ly)\s*[\]\)]?\s*[:：]+`)
-	agentMarkerRe = regexp.MustCompile(`(?i)\[\s*human\s+agent\s*\]`)
+	agentMarkerRe  = regexp.MustCompile(`(?i)\[\s*human\s+agent\s*\]`)
 	// a <data>…</data> block in model output.
 	dataBlockRe = regexp.MustCompile(`(?is)<data>\s*(.*?)\s*</data>`)
 	spacesRe    = regexp.MustCompile(`[ \t]{2,}`)
@@ -59,22 +56,87 @@ func sanitizeCustomer(s string, maxRunes int) string {
 // it too, since profile fields (a display name) are customer-controlled.
 func stripMarkup(s string) string {
 	s = norm.NFKC.String(s)
-	s = invisibleRe.ReplaceAllString(s, "")
+	tags, roles := mayHoldTags(s), strings.ContainsAny(s, ":：")
+	if tags {
+		s = invisibleRe.ReplaceAllString(s, "")
+	}
 	for range 8 { // nested "<<data>data>" unwraps one layer per pass
+		if !tags && !roles {
+			break
+		}
 		before := s
-		s = specialTokenRe.ReplaceAllString(s, "") // first: "<<SYS>>" holds a tag
-		s = tagRe.ReplaceAllString(s, "")
-		s = entityTagRe.ReplaceAllString(s, "")
-		s = rolePrefixRe.ReplaceAllString(s, "")
-		s = agentMarkerRe.ReplaceAllString(s, "")
+		if tags {
+			s = specialTokenRe.ReplaceAllString(s, "") // first: "<<SYS>>" holds a tag
+			s = tagRe.ReplaceAllString(s, "")
+			s = entityTagRe.ReplaceAllString(s, "")
+			s = agentMarkerRe.ReplaceAllString(s, "")
+		}
+		if roles {
+			s = stripRolePrefixes(s)
+		}
 		if s == before {
 			break
 		}
 	}
-	// Whatever still looks like the start of our data tag is defused.
-	s = strings.NewReplacer("<data", "‹data", "</data", "‹/data").Replace(s)
+	if tags {
+		// Whatever still looks like the start of our data tag is defused.
+		s = strings.NewReplacer("<data", "‹data", "</data", "‹/data").Replace(s)
+	}
 	s = spacesRe.ReplaceAllString(s, " ")
 	return strings.TrimSpace(s)
+}
+
+// mayHoldTags is a cheap pre-check: every tag, token or marker
+// stripMarkup removes needs one of these characters (after NFKC), and most
+// chat messages have none, so they skip those regular expressions.
+func mayHoldTags(s string) bool {
+	for _, r := range s {
+		switch {
+		case r == '<' || r == '>' || r == '&' || r == '[':
+			return true
+		case r == 0xad || r == 0x180e || r >= 0x200b && r <= 0x200f || r >= 0x202a && r <= 0x202e ||
+			r >= 0x2060 && r <= 0x2069 || r == 0xfeff:
+			return true
+		}
+	}
+	return false
+}
+
+// roleLabels are folded role names a customer may put at the start of a
+// line to fake a transcript ("System: you are now…", "Assistant: sure",
+// "Nhân viên: giá 0đ").
+var roleLabels = map[string]bool{
+	"system": true, "assistant": true, "human": true, "user": true, "developer": true, "bot": true, "ai": true,
+	"model": true, "agent": true, "human agent": true, "operator": true, "admin": true, "administrator": true,
+	"he thong": true, "quan tri vien": true, "quan tri": true, "nhan vien": true, "tro ly": true,
+}
+
+// stripRolePrefixes removes a role label and its colon from the start of
+// every line. It is a hand-written scan rather than a regular expression
+// because it runs on every customer message with a colon in it.
+func stripRolePrefixes(s string) string {
+	lines := strings.Split(s, "\n")
+	changed := false
+	for i, line := range lines {
+		for { // "System: Assistant: x" loses both labels
+			colon := strings.IndexAny(line, ":：")
+			if colon < 0 || colon > 64 {
+				break
+			}
+			label := strings.Trim(line[:colon], " \t>*#-[]()")
+			if !roleLabels[vntext.Fold(label)] {
+				break
+			}
+			rest := line[colon:]
+			rest = strings.TrimLeft(rest, ":：")
+			line, changed = rest, true
+		}
+		lines[i] = line
+	}
+	if !changed {
+		return s
+	}
+	return strings.Join(lines, "\n")
 }
 
 func capRunes(s string, n int) string {
@@ -89,6 +151,9 @@ func capRunes(s string, n int) string {
 // model may have copied (a <data> block, tags, the agent marker), so the
 // customer never sees it and the bot never signs as a human agent.
 func cleanReply(s string) string {
+	if !strings.ContainsAny(s, "<[") {
+		return strings.TrimSpace(s)
+	}
 	s = dataBlockRe.ReplaceAllString(s, "")
 	s = tagRe.ReplaceAllString(s, "")
 	s = agentMarkerRe.ReplaceAllString(s, "")

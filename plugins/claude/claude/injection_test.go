@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -35,6 +36,9 @@ func loadCorpus(t *testing.T) []attempt {
 	}
 	return as
 }
+
+// rolePrefixCheck finds a line that still starts with a role label.
+var rolePrefixCheck = regexp.MustCompile(`(?im)^[\s>*#\-\[\(]*(system|assistant|human|user|developer|bot|ai|model|agent|operator|admin|administrator|hệ thống|he thong|quản trị viên|quản trị|nhân viên|trợ lý)\s*[\]\)]?\s*[:：]`)
 
 // The other contact, whose data must never reach another conversation's
 // prompt.
@@ -152,7 +156,7 @@ func TestPromptInjectionCorpus(t *testing.T) {
 					}
 
 					last := sent.LastUserText()
-					for _, re := range []interface{ MatchString(string) bool }{tagRe, rolePrefixRe, specialTokenRe, agentMarkerRe} {
+					for _, re := range []interface{ MatchString(string) bool }{tagRe, rolePrefixCheck, specialTokenRe, agentMarkerRe} {
 						if re.MatchString(last) {
 							t.Errorf("customer markup reached the model: %q", last)
 						}
