@@ -169,14 +169,14 @@ func (e exprSrc) pos(line, col int) (int, int) {
 	}
 	switch n.Style {
 	case yaml.LiteralStyle:
-		// The text starts on the line after the | indicator, indented.
-		fl := n.Line + line
+		// The text starts on the line after the | indicator; its lines keep
+		// any indentation beyond the block's, which the first line sets.
 		indent := 0
-		if fl-1 < len(e.f.lines) {
-			l := e.f.lines[fl-1]
+		if n.Line < len(e.f.lines) {
+			l := e.f.lines[n.Line]
 			indent = len(l) - len(strings.TrimLeft(l, " "))
 		}
-		return fl, indent + col + 1
+		return n.Line + line, indent + col + 1
 	case yaml.FoldedStyle:
 		return n.Line + 1, n.Column
 	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
@@ -272,7 +272,7 @@ func (c *compiler) compileWith(e exprSrc, what string, k kind, ph phase, agent b
 	bad := p.broken
 	for _, pe := range p.errs {
 		line, col := locate(e.src, pe.loc)
-		c.errAt(e, line, col, fmt.Sprintf("%s: %s (in %q)", what, pe.msg, oneLine(e.src)))
+		c.errAt(e, line, col, fmt.Sprintf("%s: %s (in %s)", what, pe.msg, quoteExpr(e.src)))
 		bad = true
 	}
 	if err != nil {
@@ -290,7 +290,7 @@ func (c *compiler) compileWith(e exprSrc, what string, k kind, ph phase, agent b
 		if _, got, ok := strings.Cut(msg, "but got "); ok && strings.HasPrefix(msg, "expected ") {
 			msg = "it gives " + got
 		}
-		c.errAt(e, line, col, fmt.Sprintf("%s: %s (in %q, which must give %s)", what, c.improve(msg, agent), oneLine(e.src), k))
+		c.errAt(e, line, col, fmt.Sprintf("%s: %s (in %s, which must give %s)", what, c.improve(msg, agent), quoteExpr(e.src), k))
 		return nil
 	}
 	if bad {
@@ -613,4 +613,13 @@ func (c *compiler) match(m matchDef) int {
 	c.slots[m.slot].forms[m.form] = true
 	c.matches = append(c.matches, m)
 	return len(c.matches) - 1
+}
+
+// quoteExpr quotes an expression for a message, on one line and cut short.
+func quoteExpr(src string) string {
+	s := oneLine(src)
+	if r := []rune(s); len(r) > 100 {
+		s = string(r[:100]) + "…"
+	}
+	return fmt.Sprintf("%q", s)
 }

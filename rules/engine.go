@@ -2,9 +2,7 @@ package rules
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -19,6 +17,10 @@ type Engine struct {
 	dir string
 	cur atomic.Pointer[Ruleset]
 	mu  sync.Mutex // one reload at a time
+	// seen is the content last loaded (the running version, or the files a
+	// refused reload read), so that a refused edit is not retried until the
+	// files change again.
+	seen string
 }
 
 // NewEngine loads dir. It fails when the rules do not load: there is nothing
@@ -28,7 +30,7 @@ func NewEngine(dir string) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &Engine{dir: dir}
+	e := &Engine{dir: dir, seen: rs.version}
 	e.cur.Store(rs)
 	return e, nil
 }
@@ -50,10 +52,13 @@ func (e *Engine) Evaluate(in Input) (*Decision, error) { return e.Current().Eval
 func (e *Engine) Reload() (*Ruleset, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	before := e.fingerprint()
 	rs, err := LoadDir(e.dir)
 	if err != nil {
+		e.seen = before
 		return e.cur.Load(), err
 	}
+	e.seen = rs.version
 	if old := e.cur.Load(); old != nil && old.version == rs.version {
 		return old, nil
 	}
@@ -71,13 +76,13 @@ type ReloadResult struct {
 
 // Watch polls the directory every interval (by content, so it needs no
 // file-system notifications and sees edits on any file system) and reloads
-// when the files change, reporting each reload to onReload (which may be
-// nil). It returns when ctx is done.
+// when the files differ from what was last loaded, reporting each reload to
+// onReload (which may be nil). An edit made before Watch starts is seen too.
+// It returns when ctx is done.
 func (e *Engine) Watch(ctx context.Context, interval time.Duration, onReload func(ReloadResult)) error {
 	if interval <= 0 {
 		return errors.New("rules: watch interval must be positive")
 	}
-	last := e.fingerprint()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -86,11 +91,12 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration, onReload fun
 			return ctx.Err()
 		case <-t.C:
 		}
-		fp := e.fingerprint()
-		if fp == last {
+		e.mu.Lock()
+		changed := e.fingerprint() != e.seen
+		e.mu.Unlock()
+		if !changed {
 			continue
 		}
-		last = fp
 		prev := e.Current().Version()
 		rs, err := e.Reload()
 		if onReload != nil {
@@ -99,31 +105,22 @@ func (e *Engine) Watch(ctx context.Context, interval time.Duration, onReload fun
 	}
 }
 
-// fingerprint hashes the rule files and the files the running set refers
-// to. Unreadable files hash as their error, so a change of error counts too.
-func (e *Engine) fingerprint() [32]byte {
-	h := sha256.New()
+// fingerprint hashes the files on disk the way a load would: the rule files,
+// then the files the running set refers to (an edit that adds a reference
+// changes a rule file anyway). It equals the running version while nothing
+// has changed.
+func (e *Engine) fingerprint() string {
+	h := newContentHash()
 	names, err := RuleFiles(e.dir)
 	if err != nil {
-		fmt.Fprintf(h, "error %v", err)
-	}
-	paths := make([]string, 0, len(names))
-	for _, n := range names {
-		paths = append(paths, filepath.Join(e.dir, n))
+		h.add("", nil, err)
 	}
 	if rs := e.Current(); rs != nil {
-		for _, p := range rs.files {
-			if !contains(paths, p) {
-				paths = append(paths, p)
-			}
-		}
+		names = append(names, rs.rels[rs.ruleFiles:]...)
 	}
-	for _, p := range paths {
-		data, err := os.ReadFile(p)
-		fmt.Fprintf(h, "%s\x00%d\x00%v\x00", p, len(data), err)
-		h.Write(data)
+	for _, rel := range names {
+		data, err := os.ReadFile(filepath.Join(e.dir, filepath.FromSlash(rel)))
+		h.add(rel, data, err)
 	}
-	var out [32]byte
-	h.Sum(out[:0])
-	return out
+	return h.sum()
 }

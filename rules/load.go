@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"path/filepath"
@@ -101,6 +102,8 @@ type builder struct {
 	teamRaw   map[string]*rawTeam
 
 	rs *Ruleset
+
+	unreadable bool // a file is not valid YAML: checks of the whole set would mislead
 }
 
 type rawTeam struct {
@@ -139,6 +142,7 @@ func (b *builder) addFile(f *srcFile) {
 		}
 		if err != nil {
 			b.probs = append(b.probs, yamlProblem(f.path, err))
+			b.unreadable = true
 			return
 		}
 		if len(doc.Content) == 0 {
@@ -199,13 +203,14 @@ func (b *builder) build() (*Ruleset, error) {
 	rs.groups = groupMatches(rs.matches)
 	rs.teams = b.teams
 	rs.agents = b.agents
-	h := sha256.New()
+	h := newContentHash()
 	for _, f := range append(slices.Clone(b.files), b.extra...) {
 		rs.files = append(rs.files, f.path)
-		fmt.Fprintf(h, "%s\x00%d\x00", f.rel, len(f.data))
-		h.Write(f.data)
+		rs.rels = append(rs.rels, f.rel)
+		h.add(f.rel, f.data, nil)
 	}
-	rs.version = hex.EncodeToString(h.Sum(nil))[:16]
+	rs.version = h.sum()
+	rs.ruleFiles = len(b.files)
 	for _, t := range rs.teams {
 		t.rs = rs
 	}
@@ -222,6 +227,20 @@ func (b *builder) registerName(d *decoder, n *yaml.Node, name, what string) bool
 	}
 	b.names[name] = fmt.Sprintf("%s:%d", d.f.path, n.Line)
 	return true
+}
+
+// label names a list item in messages: by its name when it has one, by its
+// position otherwise.
+func label(item *yaml.Node, what string, i int) string {
+	item = resolve(item)
+	if item != nil && item.Kind == yaml.MappingNode {
+		for j := 0; j+1 < len(item.Content); j += 2 {
+			if item.Content[j].Value == "name" && resolve(item.Content[j+1]).Kind == yaml.ScalarNode && resolve(item.Content[j+1]).Value != "" {
+				return fmt.Sprintf("%s %q", what, resolve(item.Content[j+1]).Value)
+			}
+		}
+	}
+	return fmt.Sprintf("%s #%d", what, i+1)
 }
 
 // ruleName reads the name field of a rule.
@@ -357,7 +376,7 @@ func (b *builder) teamsSection() {
 				continue
 			}
 			if prev, dup := b.teams[name]; dup {
-				d.errf(p.key, "team %q is already defined at %s:%d", name, prev.File, prev.Line)
+				d.errf(p.key, "team %q is already defined at %s:%d", name, b.teamRaw[name].d.f.path, prev.Line)
 				continue
 			}
 			t := &Team{Name: name, File: d.f.rel, Line: p.key.Line, Strategy: RoundRobin}
@@ -583,7 +602,7 @@ func (b *builder) teamsLate() {
 				break
 			}
 			if contains(seen, cur) {
-				if cur == name {
+				if cur == name && len(seen) > 1 {
 					raw := b.teamRaw[name]
 					raw.d.errf(raw.escalate, "team %q: escalation goes round in a circle: %s → %s", name, strings.Join(seen, " → "), cur)
 				}
@@ -676,7 +695,7 @@ func (b *builder) scoring() {
 }
 
 func (b *builder) scoreRule(d *decoder, item *yaml.Node, i int) {
-	fs, ok := d.fields(item, fmt.Sprintf("scoring rule #%d", i+1), scoreFields...)
+	fs, ok := d.fields(item, label(item, "scoring rule", i), scoreFields...)
 	if !ok {
 		return
 	}
@@ -795,7 +814,7 @@ func (b *builder) routing() {
 	for _, s := range b.sections["routing"] {
 		d := s.d
 		for i, item := range d.seq(s.val, "routing") {
-			fs, ok := d.fields(item, fmt.Sprintf("route #%d", i+1), routeFields...)
+			fs, ok := d.fields(item, label(item, "route", i), routeFields...)
 			if !ok {
 				continue
 			}
@@ -851,7 +870,7 @@ func (b *builder) routing() {
 			}
 		}
 	}
-	if len(b.sections["routing"]) == 0 {
+	if len(b.sections["routing"]) == 0 && !b.unreadable {
 		b.probs = append(b.probs, Problem{File: b.dir, Line: 1, Col: 1, Msg: "no routing section: every conversation needs a team; add routing with a catch-all route last"})
 		return
 	}
@@ -899,7 +918,7 @@ func (b *builder) handoff() {
 }
 
 func (b *builder) handoffRule(d *decoder, item *yaml.Node, i int) {
-	fs, ok := d.fields(item, fmt.Sprintf("handoff rule #%d", i+1), handoffFields...)
+	fs, ok := d.fields(item, label(item, "handoff rule", i), handoffFields...)
 	if !ok {
 		return
 	}
@@ -966,7 +985,7 @@ func (b *builder) handoffRule(d *decoder, item *yaml.Node, i int) {
 }
 
 func (b *builder) releaseRule(d *decoder, item *yaml.Node, i int) {
-	fs, ok := d.fields(item, fmt.Sprintf("release rule #%d", i+1), releaseFields...)
+	fs, ok := d.fields(item, label(item, "release rule", i), releaseFields...)
 	if !ok {
 		return
 	}
@@ -1047,7 +1066,7 @@ func (b *builder) followups() {
 	for _, s := range b.sections["followups"] {
 		d := s.d
 		for i, item := range d.seq(s.val, "followups") {
-			fs, ok := d.fields(item, fmt.Sprintf("followup #%d", i+1), followupFields...)
+			fs, ok := d.fields(item, label(item, "followup", i), followupFields...)
 			if !ok {
 				continue
 			}
@@ -1098,3 +1117,21 @@ func (b *builder) followups() {
 		}
 	}
 }
+
+// contentHash hashes the files of a rule set: their names (relative to the
+// rules directory) and contents. The version of a loaded set and the
+// engine's view of the files on disk are the same hash, so the engine can
+// tell whether the files still are what is running.
+type contentHash struct{ h hash.Hash }
+
+func newContentHash() contentHash { return contentHash{sha256.New()} }
+
+func (c contentHash) add(rel string, data []byte, err error) {
+	fmt.Fprintf(c.h, "%s\x00%d\x00", rel, len(data))
+	if err != nil {
+		fmt.Fprintf(c.h, "error %v\x00", err)
+	}
+	c.h.Write(data)
+}
+
+func (c contentHash) sum() string { return hex.EncodeToString(c.h.Sum(nil))[:16] }

@@ -14,7 +14,9 @@ import (
 type Ruleset struct {
 	dir       string
 	version   string
-	files     []string
+	files     []string // as opened
+	rels      []string // the same, relative to dir
+	ruleFiles int      // files[:ruleFiles] are rule files, the rest referred to
 	loc       *time.Location
 	scoring   []scoreRule
 	tiers     []tierDef
