@@ -523,6 +523,17 @@ func TestIdempotentReplay(t *testing.T) {
 	if again.Usage != (sdk.Usage{}) {
 		t.Errorf("a replay spends nothing, usage %+v", again.Usage)
 	}
+
+	// Another call for the same inbound message (same key) that asks for
+	// something else is not a replay.
+	classify := ask("c", "Giá gói Pro?")
+	classify.IdempotencyKey, classify.ModelHint = "msg-123", "fast"
+	if _, err := p.Generate(ctxT(t), classify); err != nil {
+		t.Fatal(err)
+	}
+	if f.RequestCount() != 2 {
+		t.Errorf("a different call with the same idempotency key was answered from the replay store")
+	}
 }
 
 func TestCustomOutputSchema(t *testing.T) {

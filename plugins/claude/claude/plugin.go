@@ -200,7 +200,7 @@ func (st *state) generate(ctx context.Context, req *sdk.GenerateRequest) (*sdk.G
 
 	replayKey := ""
 	if req.IdempotencyKey != "" && *st.cfg.ReplayTTL > 0 {
-		replayKey = "replay/" + userID(req.IdempotencyKey)
+		replayKey = replayKeyFor(req, model)
 		if res, ok := st.replay(ctx, replayKey); ok {
 			return res, nil
 		}
@@ -353,6 +353,21 @@ type replayed struct {
 	StopReason     string          `json:"stop_reason"`
 	Fallback       bool            `json:"fallback,omitempty"`
 	FallbackReason string          `json:"fallback_reason,omitempty"`
+}
+
+// replayKeyFor names a stored answer by the idempotency key and by what
+// was asked (model, schema, prompt, history), so two different calls made
+// for one inbound message (a "fast" classification and a "smart" reply)
+// never get each other's answer.
+func replayKeyFor(req *sdk.GenerateRequest, model string) string {
+	h := sha256.New()
+	for _, part := range []string{req.IdempotencyKey, model, string(req.OutputSchema), req.System, req.Context} {
+		fmt.Fprintf(h, "%d:%s|", len(part), part)
+	}
+	for _, t := range req.History {
+		fmt.Fprintf(h, "%s:%d:%s|", t.Role, len(t.Text), t.Text)
+	}
+	return "replay/" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
 // replay returns the stored answer; its Usage is zero because nothing was

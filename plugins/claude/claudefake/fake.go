@@ -331,35 +331,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, reqID, ErrorReply(http.StatusMethodNotAllowed, "invalid_request_error", "Method Not Allowed"))
 		return
 	}
+	// rec is filled completely before it is shared, so Requests() can copy
+	// it while the answer is still being written; only Status changes
+	// later, under the lock.
 	rec := &Request{Header: r.Header.Clone(), Status: http.StatusOK}
-	body, err := io.ReadAll(io.LimitReader(r.Body, s.maxBody+1))
+	body, readErr := io.ReadAll(io.LimitReader(r.Body, s.maxBody+1))
 	rec.Body = body
+	var bad *Reply
+	if reply, ok := s.checkHeaders(r); !ok {
+		bad = &reply
+	} else if readErr != nil {
+		reply := InvalidRequest("could not read request body")
+		bad = &reply
+	} else if int64(len(body)) > s.maxBody {
+		reply := TooLarge()
+		bad = &reply
+	} else if msg := s.decode(body, rec); msg != "" {
+		reply := InvalidRequest(msg)
+		bad = &reply
+	}
+	if bad != nil {
+		rec.Status = bad.Status
+	}
 	s.mu.Lock()
 	s.requests = append(s.requests, rec)
 	s.mu.Unlock()
-	answer := func(reply Reply) {
-		s.mu.Lock()
-		rec.Status = reply.Status
-		if !reply.isError() {
-			rec.Status = http.StatusOK
-		}
-		s.mu.Unlock()
-		s.writeError(w, reqID, reply)
-	}
-	if bad, ok := s.checkHeaders(r); !ok {
-		answer(bad)
-		return
-	}
-	if err != nil {
-		answer(InvalidRequest("could not read request body"))
-		return
-	}
-	if int64(len(body)) > s.maxBody {
-		answer(TooLarge())
-		return
-	}
-	if bad := s.decode(body, rec); bad != "" {
-		answer(InvalidRequest(bad))
+	if bad != nil {
+		s.writeError(w, reqID, *bad)
 		return
 	}
 	reply := s.pick(rec)
@@ -373,7 +371,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if reply.isError() {
-		answer(reply)
+		s.mu.Lock()
+		rec.Status = reply.Status
+		s.mu.Unlock()
+		s.writeError(w, reqID, reply)
 		return
 	}
 	s.writeMessage(w, rec, reply)
