@@ -222,10 +222,10 @@ func (b *builder) build() (*Ruleset, error) {
 // sections, so that a test or a firing names one rule.
 func (b *builder) registerName(d *decoder, n *yaml.Node, name, what string) bool {
 	if prev, ok := b.names[name]; ok {
-		d.errf(n, "%s %q is already defined at %s (rule and tier names are unique across all files)", what, name, prev)
+		d.errf(n, "%s %q: the name is already used by %s (rule and tier names are unique across all files)", what, name, prev)
 		return false
 	}
-	b.names[name] = fmt.Sprintf("%s:%d", d.f.path, n.Line)
+	b.names[name] = fmt.Sprintf("%s %q at %s:%d", what, name, d.f.path, n.Line)
 	return true
 }
 

@@ -42,8 +42,8 @@ func TestLoadBroken(t *testing.T) {
 			{"rules.yaml:10:1", `unknown section "routng"; did you mean routing?`},
 		}},
 		{"duplicates", []want{
-			{"20-b.yaml:8:13", `scoring rule "decision maker" is already defined at testdata/broken/duplicates/10-a.yaml:6`},
-			{"20-b.yaml:16:11", `route "decision maker" is already defined at`},
+			{"20-b.yaml:8:13", `scoring rule "decision maker": the name is already used by scoring rule "decision maker" at testdata/broken/duplicates/10-a.yaml:6`},
+			{"20-b.yaml:16:11", `route "decision maker": the name is already used by scoring rule "decision maker" at`},
 			{"20-b.yaml:2:3", `team "sales" is already defined at testdata/broken/duplicates/10-a.yaml:2`},
 			{"20-b.yaml:11:3", `tiers are already defined at testdata/broken/duplicates/10-a.yaml:9`},
 			{"20-b.yaml:14:3", `condition "urgent" is already defined`},

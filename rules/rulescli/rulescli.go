@@ -246,6 +246,7 @@ var sectionTitles = map[string]string{
 // writeTrace prints every rule's verdict, by section, then the decision.
 func writeTrace(w io.Writer, rs *rules.Ruleset, d *rules.Decision, vs []rules.Verdict) {
 	fmt.Fprintf(w, "rules  %s (version %s)\nnow    %s\n", rs.Dir(), rs.Version(), d.Now.Format(time.RFC3339))
+	fmt.Fprintln(w, "       [x] applied  [~] matched but did not apply  [ ] did not match")
 	width := 0
 	for _, v := range vs {
 		width = max(width, len([]rune(v.Rule)))

@@ -5,7 +5,9 @@ package ruletest
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -187,10 +189,8 @@ func LoadFacts(path string, now time.Time) (rules.Input, error) {
 		return rules.Input{}, err
 	}
 	var f Facts
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
-		return rules.Input{}, fmt.Errorf("%s: %v", path, yamlMsg(err))
+	if err := decodeStrict(data, &f); err != nil {
+		return rules.Input{}, fmt.Errorf("%s: %v", path, err)
 	}
 	if f.Now != nil {
 		now = *f.Now
@@ -207,4 +207,14 @@ func yamlMsg(err error) string {
 	s := strings.ReplaceAll(err.Error(), "yaml: unmarshal errors:\n  ", "")
 	s = strings.ReplaceAll(s, "\n  ", "; ")
 	return strings.TrimPrefix(s, "yaml: ")
+}
+
+// decodeStrict decodes YAML refusing unknown keys.
+func decodeStrict(data []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return errors.New(yamlMsg(err))
+	}
+	return nil
 }

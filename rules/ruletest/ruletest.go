@@ -1,7 +1,6 @@
 package ruletest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -257,10 +256,8 @@ func readTestFile(path string) (*TestFile, []int, error) {
 		return nil, nil, err
 	}
 	var tf TestFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&tf); err != nil && !errors.Is(err, io.EOF) {
-		return nil, nil, fmt.Errorf("%s: %s", path, yamlMsg(err))
+	if err := decodeStrict(data, &tf); err != nil {
+		return nil, nil, fmt.Errorf("%s: %v", path, err)
 	}
 	var root yaml.Node
 	_ = yaml.Unmarshal(data, &root)
