@@ -64,14 +64,15 @@ func BenchmarkLoadDefault(b *testing.B) {
 }
 
 // TestEvaluateAllocations keeps the hot path lean: the only allocations are
-// the decision itself (Decision, its firings, the handoff and follow-ups).
+// the decision itself (Decision, its firings, the handoff, its filled-in
+// out-of-hours message and the follow-ups).
 func TestEvaluateAllocations(t *testing.T) {
 	rs, err := LoadDir("../examples/rules")
 	if err != nil {
 		t.Fatal(err)
 	}
 	in := benchInput()
-	if n := testing.AllocsPerRun(200, func() { rs.Evaluate(in) }); n > 4 {
-		t.Errorf("%v allocations per evaluation, want at most 4", n)
+	if n := testing.AllocsPerRun(200, func() { rs.Evaluate(in) }); n > 5 {
+		t.Errorf("%v allocations per evaluation, want at most 5", n)
 	}
 }

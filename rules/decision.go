@@ -42,9 +42,12 @@ type Handoff struct {
 	Notify    []string `json:"notify,omitempty"` // assignee, supervisor, team, team:NAME, agent:ID, owner
 	// CustomerMessage is what to tell the customer (may be empty), already
 	// chosen for the time of day and with its placeholders filled in.
-	CustomerMessage string    `json:"customer_message,omitempty"`
-	OutOfHours      bool      `json:"out_of_hours,omitempty"`
-	NextOpen        time.Time `json:"next_open,omitzero"`
+	CustomerMessage string `json:"customer_message,omitempty"`
+	// OutOfHoursMessage is the rule's out-of-hours variant, filled in (empty
+	// when the rule has none), for a pipeline that decides again at send time.
+	OutOfHoursMessage string    `json:"out_of_hours_message,omitempty"`
+	OutOfHours        bool      `json:"out_of_hours,omitempty"`
+	NextOpen          time.Time `json:"next_open,omitzero"`
 }
 
 // Release tells the pipeline to give a conversation back to the bot.

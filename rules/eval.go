@@ -340,6 +340,9 @@ func (s *evalState) applyHandoff(h *handoffRule) {
 		msg = h.offHours
 	}
 	ho.CustomerMessage = s.render(msg)
+	if h.offHours != "" {
+		ho.OutOfHoursMessage = s.render(h.offHours)
+	}
 	d.Handoff = ho
 	s.fire(Firing{RuleInfo: h.info})
 }
@@ -395,7 +398,8 @@ var (
 	weekdaysVI = [7]string{"Chủ nhật", "thứ Hai", "thứ Ba", "thứ Tư", "thứ Năm", "thứ Sáu", "thứ Bảy"}
 )
 
-// render fills a customer message's placeholders.
+// render fills a customer message's placeholders, in a stack buffer so
+// that the message is the only allocation.
 func (s *evalState) render(msg string) string {
 	if !strings.Contains(msg, "{") {
 		return msg
@@ -408,32 +412,33 @@ func (s *evalState) render(msg string) string {
 	if t, ok := s.rs.teams[d.Team]; ok {
 		next = next.In(t.Hours.Location())
 	}
-	var b strings.Builder
+	var stack [512]byte
+	b := stack[:0]
 	for {
 		i := strings.IndexByte(msg, '{')
 		j := strings.IndexByte(msg[max(i, 0):], '}')
 		if i < 0 || j < 0 {
-			b.WriteString(msg)
-			return b.String()
+			b = append(b, msg...)
+			return string(b)
 		}
-		b.WriteString(msg[:i])
+		b = append(b, msg[:i]...)
 		switch msg[i+1 : i+j] {
 		case "name":
-			b.WriteString(s.env.Contact.Name)
+			b = append(b, s.env.Contact.Name...)
 		case "team":
-			b.WriteString(d.Team)
+			b = append(b, d.Team...)
 		case "next_open":
-			b.WriteString(next.Format("15:04 02/01/2006"))
+			b = next.AppendFormat(b, "15:04 02/01/2006")
 		case "next_open_time":
-			b.WriteString(next.Format("15:04"))
+			b = next.AppendFormat(b, "15:04")
 		case "next_open_date":
-			b.WriteString(next.Format("02/01/2006"))
+			b = next.AppendFormat(b, "02/01/2006")
 		case "next_open_day":
-			b.WriteString(weekdaysVI[next.Weekday()])
+			b = append(b, weekdaysVI[next.Weekday()]...)
 		case "next_open_day_en":
-			b.WriteString(next.Weekday().String())
+			b = append(b, next.Weekday().String()...)
 		default:
-			b.WriteString(msg[i : i+j+1])
+			b = append(b, msg[i:i+j+1]...)
 		}
 		msg = msg[i+j+1:]
 	}

@@ -204,7 +204,7 @@ func TestHandoff(t *testing.T) {
 	d, _ = rs.Evaluate(Input{Now: at("2025-06-06 18:00"), Message: Message{Text: "nhan vien?"}})
 	h = d.Handoff
 	want := "sales mở cửa lúc 08:00 thứ Hai 09/06/2025 (Monday, 08:00 09/06/2025)."
-	if h == nil || !h.OutOfHours || h.CustomerMessage != want || !h.NextOpen.Equal(at("2025-06-09 08:00")) || !d.OutOfHours {
+	if h == nil || !h.OutOfHours || h.CustomerMessage != want || h.OutOfHoursMessage != want || !h.NextOpen.Equal(at("2025-06-09 08:00")) || !d.OutOfHours {
 		t.Fatalf("out of hours handoff = %+v, want message %q", h, want)
 	}
 	// A handoff to another team changes the decision's team, strategy and hours.
