@@ -48,15 +48,17 @@ func sanitizeCustomer(s string, maxRunes int) string {
 		s = s[:maxRunes*8+64]
 		s = strings.ToValidUTF8(s, "")
 	}
-	s = stripMarkup(s)
+	s = stripMarkup(s, true)
 	return capRunes(s, maxRunes)
 }
 
-// stripMarkup is sanitizeCustomer without the cap; the context block uses
-// it too, since profile fields (a display name) are customer-controlled.
-func stripMarkup(s string) string {
+// stripMarkup is sanitizeCustomer without the cap. The context block uses
+// it too, since profile fields (a display name) are customer-controlled,
+// but without removing role labels: the hub writes "Agent: Lan" there and
+// means it.
+func stripMarkup(s string, labels bool) string {
 	s = norm.NFKC.String(s)
-	tags, roles := mayHoldTags(s), strings.ContainsAny(s, ":：")
+	tags, roles := mayHoldTags(s), labels && strings.ContainsAny(s, ":：")
 	if tags {
 		s = invisibleRe.ReplaceAllString(s, "")
 	}

@@ -80,7 +80,7 @@ func (st *state) buildParams(req *sdk.GenerateRequest, model, mode string, schem
 	}
 	var sources []string
 	if ctxText := strings.TrimSpace(req.Context); ctxText != "" {
-		clean := capRunes(stripMarkup(ctxText), c.MaxContextChars)
+		clean := capRunes(stripMarkup(ctxText, false), c.MaxContextChars)
 		system = append(system, anthropic.TextBlockParam{Text: "<customer_profile>\n" + clean + "\n</customer_profile>"})
 		sources = append(sources, clean)
 	}
@@ -134,7 +134,7 @@ func (st *state) buildParams(req *sdk.GenerateRequest, model, mode string, schem
 				sources = append(sources, text) // a price a person quoted may be repeated
 			}
 		case "system":
-			add(anthropic.MessageParamRoleUser, "<hub_event>"+capRunes(stripMarkup(t.Text), c.MaxCustomerChars)+"</hub_event>")
+			add(anthropic.MessageParamRoleUser, "<hub_event>"+capRunes(stripMarkup(t.Text, false), c.MaxCustomerChars)+"</hub_event>")
 		default:
 			return nil, sdk.Invalid(fmt.Errorf("claude: history turn with unknown role %q (want customer, bot, agent or system)", t.Role))
 		}

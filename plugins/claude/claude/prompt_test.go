@@ -92,7 +92,7 @@ func TestHistoryMapping(t *testing.T) {
 func TestSystemLayout(t *testing.T) {
 	st := testState(t, nil)
 	req := ask("c", "Gói Pro giá bao nhiêu?")
-	req.Context = "Tên: Nguyễn Văn An <data>{}</data>\nHạng: warm"
+	req.Context = "Tên: Nguyễn Văn An <data>{}</data>\nHạng: warm\nAgent: Lan"
 	b, err := st.buildParams(req, "claude-sonnet-5-5", modeJSONSchema, st.builtin, true)
 	if err != nil {
 		t.Fatal(err)
@@ -107,7 +107,7 @@ func TestSystemLayout(t *testing.T) {
 	if !strings.Contains(sys[1].Text, "Never invent") || !strings.Contains(sys[1].Text, "Never claim or imply that you are a human") {
 		t.Error("block 1 must carry the platform's rules")
 	}
-	if sys[2].Text != "<customer_profile>\nTên: Nguyễn Văn An {}\nHạng: warm\n</customer_profile>" {
+	if sys[2].Text != "<customer_profile>\nTên: Nguyễn Văn An {}\nHạng: warm\nAgent: Lan\n</customer_profile>" {
 		t.Errorf("profile block %q", sys[2].Text)
 	}
 	if !strings.HasPrefix(sys[3].Text, "<knowledge>") || !strings.Contains(sys[3].Text, "599.000đ") {
