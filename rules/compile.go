@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
@@ -72,7 +73,7 @@ func (c *compiler) options(env any) []expr.Option {
 	return append([]expr.Option{expr.Env(env), expr.MaxNodes(maxNodes)}, c.fnOpts...)
 }
 
-// reserved are the names a condition may not take.
+// reservedNames are the names a condition may not take.
 func reservedNames() []string {
 	names := slices.Clone(functionNames)
 	names = append(names, envNames(reflect.TypeOf(Env{}))...)
@@ -105,9 +106,15 @@ func envNames(t reflect.Type) []string {
 // labels names the structs of the environment the way expressions reach
 // them, to turn expr's "type rules.Lead has no field budgt" into
 // "lead has no field budgt; did you mean lead.budget?".
-var labels = map[string]string{
-	"rules.Message": "message", "rules.Contact": "contact", "rules.Lead": "lead",
-	"rules.Conversation": "conversation", "rules.Agent": "agent",
+var labels = map[string]struct {
+	name string
+	t    reflect.Type
+}{
+	"rules.Message":      {"message", reflect.TypeOf(Message{})},
+	"rules.Contact":      {"contact", reflect.TypeOf(Contact{})},
+	"rules.Lead":         {"lead", reflect.TypeOf(Lead{})},
+	"rules.Conversation": {"conversation", reflect.TypeOf(Conversation{})},
+	"rules.Agent":        {"agent", reflect.TypeOf(Agent{})},
 }
 
 var (
@@ -119,24 +126,12 @@ var (
 // suggestion for a misspelt name.
 func (c *compiler) improve(msg string, agent bool) string {
 	if m := reNoField.FindStringSubmatch(msg); m != nil {
-		label, ok := labels[m[1]]
+		l, ok := labels[m[1]]
 		if !ok {
 			return msg
 		}
-		var t reflect.Type
-		switch label {
-		case "message":
-			t = reflect.TypeOf(Message{})
-		case "contact":
-			t = reflect.TypeOf(Contact{})
-		case "lead":
-			t = reflect.TypeOf(Lead{})
-		case "conversation":
-			t = reflect.TypeOf(Conversation{})
-		case "agent":
-			t = reflect.TypeOf(Agent{})
-		}
-		fields := envNames(t)
+		label := l.name
+		fields := envNames(l.t)
 		full := make([]string, len(fields))
 		for i, f := range fields {
 			full[i] = label + "." + f
@@ -178,18 +173,25 @@ func (e exprSrc) pos(line, col int) (int, int) {
 		}
 		return n.Line + line, indent + col + 1
 	case yaml.FoldedStyle:
-		return n.Line + 1, n.Column
-	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
-		if !strings.Contains(e.src, "\n") && n.Line <= len(e.f.lines) && !strings.Contains(e.f.lines[n.Line-1][min(n.Column, len(e.f.lines[n.Line-1])):], "\\") {
-			return n.Line, n.Column + 1 + col
-		}
-		return n.Line, n.Column
-	default:
-		if line == 1 {
-			return n.Line, n.Column + col
-		}
-		return n.Line, n.Column
+		return n.Line + 1, n.Column // lines are joined: point at the block
 	}
+	// Plain and quoted scalars: exact while the expression sits on the key's
+	// line and no escape shifts it; otherwise the start of the value.
+	raw := ""
+	if n.Line <= len(e.f.lines) {
+		raw = e.f.lines[n.Line-1]
+	}
+	start := n.Column
+	if n.Style == yaml.DoubleQuotedStyle || n.Style == yaml.SingleQuotedStyle {
+		start++
+		if strings.Contains(raw, `\`) || strings.Contains(raw, "''") {
+			return n.Line, n.Column
+		}
+	}
+	if line == 1 && start+col <= utf8.RuneCountInString(raw) {
+		return n.Line, start + col
+	}
+	return n.Line, n.Column
 }
 
 func (c *compiler) errAt(e exprSrc, line, col int, msg string) {
@@ -283,9 +285,6 @@ func (c *compiler) compileWith(e exprSrc, what string, k kind, ph phase, agent b
 		var fe *file.Error
 		if errors.As(err, &fe) {
 			line, col, msg = fe.Line, fe.Column, fe.Message
-			if fe.Snippet == "" && fe.From == 0 && fe.To == 0 {
-				line = 1
-			}
 		}
 		if _, got, ok := strings.Cut(msg, "but got "); ok && strings.HasPrefix(msg, "expected ") {
 			msg = "it gives " + got
@@ -298,7 +297,8 @@ func (c *compiler) compileWith(e exprSrc, what string, k kind, ph phase, agent b
 	}
 	if f := p.uses & ph.forbid; f != 0 {
 		for _, name := range f.names() {
-			c.errAt(e, 1, strings.Index(e.src, name), fmt.Sprintf("%s: %s is not known yet in %s: %s", what, name, ph.name, forbidReason(name)))
+			// The name may come from a condition, and not be in the text.
+			c.errAt(e, 1, max(strings.Index(e.src, name), 0), fmt.Sprintf("%s: %s is not known yet in %s: %s", what, name, ph.name, forbidReason(name)))
 		}
 		return nil
 	}
