@@ -187,7 +187,8 @@ func OpenStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
 		return nil, fmt.Errorf("store directory: %w", err)
 	}
-	s, err := embedded.Open(embedded.Options{Path: path, Partitions: cfg.Store.Partitions})
+	s, err := embedded.Open(embedded.Options{Path: path, Partitions: cfg.Store.Partitions,
+		BatchDelay: cfg.Store.Embedded.BatchDelay.D(), NoSync: cfg.Store.Embedded.NoSync})
 	if err != nil {
 		return nil, fmt.Errorf("open embedded store %s: %w", path, err)
 	}

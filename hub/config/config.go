@@ -72,6 +72,11 @@ type Redis struct {
 // Embedded configures the on-disk single-process store.
 type Embedded struct {
 	Path string `yaml:"path"`
+	// BatchDelay lets concurrent writes share one fsync (default 1ms);
+	// every write is still on disk before it returns.
+	BatchDelay Duration `yaml:"batch_delay"`
+	// NoSync skips fsync: survives a crash of the hub, not of the machine.
+	NoSync bool `yaml:"no_sync"`
 }
 
 // Plugin is one plugin instance.
@@ -359,6 +364,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Store.Embedded != nil && c.Store.Embedded.Path != "" {
 		c.Store.Embedded.Path = c.Rel(c.Store.Embedded.Path)
+	}
+	if c.Store.Embedded != nil && c.Store.Embedded.BatchDelay == 0 {
+		c.Store.Embedded.BatchDelay = Duration(time.Millisecond)
 	}
 	if c.Store.Redis != nil && c.Store.Redis.Prefix == "" {
 		c.Store.Redis.Prefix = "sb:"

@@ -49,6 +49,9 @@ var (
 	// Long provider ids (Zalo's 18-digit user ids) look the same; masking
 	// them costs little, and ids are logged under keys matched below.
 	phoneRe = regexp.MustCompile(`\+?\d[\d .\-]{7,}\d`)
+	// An IPv4 address looks like a dotted phone number; addresses are not
+	// personal data here and logs need them.
+	ipv4Re = regexp.MustCompile(`^\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}$`)
 )
 
 // idKeys carry opaque identifiers that must stay readable for debugging.
@@ -63,7 +66,7 @@ func Mask(s string) string {
 		return m[:1] + "***" + m[at:]
 	})
 	return phoneRe.ReplaceAllStringFunc(s, func(m string) string {
-		if len(m) <= 4 {
+		if len(m) <= 4 || ipv4Re.MatchString(m) {
 			return m
 		}
 		return m[:3] + strings.Repeat("*", len(m)-5) + m[len(m)-2:]

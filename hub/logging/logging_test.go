@@ -14,7 +14,7 @@ func TestMasking(t *testing.T) {
 	l.With("phone", "+84901234567").Info("customer nguyen.an@example.com called from +84 901 234 567",
 		"text", "Anh An, số 0901234567, email an@congty.vn",
 		"err", errors.New("upsert an@congty.vn failed"),
-		"request_id", "12345678901234",
+		"request_id", "12345678901234", "listen", "127.0.0.1:8080",
 		"grp", slog.GroupValue(slog.String("email", "x@y.vn")))
 	out := buf.String()
 	for _, canary := range []string{"0901234567", "+84901234567", "an@congty.vn", "nguyen.an@example.com", "901 234 567", "x@y.vn", "Anh An"} {
@@ -22,7 +22,7 @@ func TestMasking(t *testing.T) {
 			t.Errorf("log line holds %q: %s", canary, out)
 		}
 	}
-	if !strings.Contains(out, "12345678901234") {
+	if !strings.Contains(out, "12345678901234") || !strings.Contains(out, "127.0.0.1:8080") {
 		t.Errorf("request id masked: %s", out)
 	}
 	buf.Reset()

@@ -27,7 +27,7 @@ const nsReplicas = "replicas"
 func (p *Pipeline) Run(ctx context.Context, drain time.Duration) error {
 	work, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopWork()
-	c := &coordinator{p: p, owned: map[int]*partition{}, work: work}
+	c := &coordinator{p: p, owned: map[int]*partition{}, draining: map[int]chan struct{}{}, work: work}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); c.leaseLoop(ctx) }()
@@ -51,20 +51,23 @@ func (p *Pipeline) Run(ctx context.Context, drain time.Duration) error {
 }
 
 type coordinator struct {
-	p     *Pipeline
-	work  context.Context
-	mu    sync.Mutex
-	owned map[int]*partition
+	p        *Pipeline
+	work     context.Context
+	mu       sync.Mutex
+	owned    map[int]*partition
+	draining map[int]chan struct{} // partitions whose lanes are still finishing
+	epoch    int
 }
 
 type partition struct {
-	n      int
-	stop   chan struct{}
-	done   chan struct{}
-	lanes  map[string]*lane
-	mu     sync.Mutex
-	flight chan struct{} // read-ahead bound
-	wg     sync.WaitGroup
+	n        int
+	consumer string
+	stop     chan struct{}
+	done     chan struct{}
+	lanes    map[string]*lane
+	mu       sync.Mutex
+	flight   chan struct{} // read-ahead bound
+	wg       sync.WaitGroup
 }
 
 type lane struct {
@@ -139,9 +142,10 @@ func (c *coordinator) tick(ctx context.Context) {
 		n := (start + i) % P
 		c.mu.Lock()
 		_, mine := c.owned[n]
+		_, busy := c.draining[n]
 		c.mu.Unlock()
-		if mine {
-			continue
+		if mine || busy {
+			continue // our own lanes of n are still finishing: taking it now could reorder
 		}
 		ok, err := s.Acquire(ctx, leaseName(n), p.o.Replica, p.o.LeaseTTL)
 		if err != nil || !ok {
@@ -173,31 +177,47 @@ func hash32(s string) uint32 {
 	return h
 }
 
+// start begins consuming partition n under a consumer name new to this
+// ownership: every entry pending in the partition then belongs to an
+// earlier owner (a dead replica, or ourselves before a hand-over), and
+// Reclaim hands all of them over before new entries are read.
 func (c *coordinator) start(n int) {
-	pt := &partition{n: n, stop: make(chan struct{}), done: make(chan struct{}), lanes: map[string]*lane{},
-		flight: make(chan struct{}, c.p.o.MaxInFlight)}
 	c.mu.Lock()
+	c.epoch++
+	pt := &partition{n: n, consumer: fmt.Sprintf("%s/p%d/%d", c.p.o.Replica, n, c.epoch), stop: make(chan struct{}),
+		done: make(chan struct{}), lanes: map[string]*lane{}, flight: make(chan struct{}, c.p.o.MaxInFlight)}
 	c.owned[n] = pt
 	c.mu.Unlock()
 	go c.read(pt)
 }
 
-// drop stops reading a partition, waits for its lanes, and releases the
-// lease when we still hold it.
+// drop stops reading a partition and lets its lanes finish in the
+// background (the lease loop must keep renewing the others meanwhile);
+// then it releases the lease if asked.
 func (c *coordinator) drop(n int, release bool) {
 	c.mu.Lock()
 	pt := c.owned[n]
 	delete(c.owned, n)
+	drained := make(chan struct{})
+	if pt != nil {
+		c.draining[n] = drained
+	}
 	c.mu.Unlock()
 	if pt == nil {
 		return
 	}
 	close(pt.stop)
-	<-pt.done
-	pt.wg.Wait()
-	if release {
-		_ = c.p.o.Store.Release(context.Background(), leaseName(n), c.p.o.Replica)
-	}
+	go func() {
+		<-pt.done
+		pt.wg.Wait()
+		if release {
+			_ = c.p.o.Store.Release(context.Background(), leaseName(n), c.p.o.Replica)
+		}
+		c.mu.Lock()
+		delete(c.draining, n)
+		c.mu.Unlock()
+		close(drained)
+	}()
 }
 
 func (c *coordinator) stopAll() {
@@ -206,6 +226,10 @@ func (c *coordinator) stopAll() {
 	for _, pt := range c.owned {
 		all = append(all, pt)
 	}
+	var drains []chan struct{}
+	for _, d := range c.draining {
+		drains = append(drains, d)
+	}
 	c.mu.Unlock()
 	for _, pt := range all {
 		close(pt.stop)
@@ -213,6 +237,9 @@ func (c *coordinator) stopAll() {
 	for _, pt := range all {
 		<-pt.done
 		pt.wg.Wait()
+	}
+	for _, d := range drains {
+		<-d
 	}
 }
 
@@ -224,8 +251,6 @@ func (c *coordinator) releaseAll() {
 		delete(c.owned, n)
 	}
 }
-
-func consumerName(n int) string { return "p" + strconv.Itoa(n) }
 
 // read takes over what a previous owner left pending, then reads new
 // entries, handing each to its conversation's lane.
@@ -242,7 +267,7 @@ func (c *coordinator) read(pt *partition) {
 		}
 		cancel()
 	}()
-	consumer := consumerName(pt.n)
+	consumer := pt.consumer
 	// The lease makes this replica the partition's only reader, so the
 	// previous owner's pending entries can be taken without waiting.
 	for ctx.Err() == nil {

@@ -645,8 +645,21 @@ func (p *Pipeline) writeCRM(ctx context.Context, conv *Conversation, d *rules.De
 	ident := conv.Contact
 	ident.Instance = conv.Instance
 	var contact sdk.Contact
-	res, already, err := p.once(ctx, key+":crm:contact", func() (string, error) {
-		r, err := crm.UpsertContact(ctx, &sdk.UpsertContactRequest{IdempotencyKey: key + ":crm:contact", Contact: sdk.Contact{
+	contactKey := key + ":crm:contact"
+	// forget drops a contact id the CRM no longer knows (deleted by a
+	// person, or a CRM that lost it), so the retry upserts it afresh.
+	forget := func(cause error) error {
+		_ = p.o.Store.Delete(ctx, NSEffects, contactKey)
+		if _, err := p.convs.Update(ctx, conv.ID, nil, func(c *Conversation) error {
+			c.ContactID, c.DealID = "", ""
+			return nil
+		}); err != nil {
+			return storeErr(err)
+		}
+		return sdk.Retryable(fmt.Errorf("the CRM no longer has contact %s; upserting it again: %w", contact.ID, cause), 0)
+	}
+	res, already, err := p.once(ctx, contactKey, func() (string, error) {
+		r, err := crm.UpsertContact(ctx, &sdk.UpsertContactRequest{IdempotencyKey: contactKey, Contact: sdk.Contact{
 			ID: conv.ContactID, Identities: []sdk.Identity{ident}, Name: ident.DisplayName, Phone: ident.Phone, Email: ident.Email,
 			Facts: conv.Facts, Score: d.Score, Tier: d.Tier, SourceChannel: conv.Channel,
 		}})
@@ -657,6 +670,9 @@ func (p *Pipeline) writeCRM(ctx context.Context, conv *Conversation, d *rules.De
 		b, _ := json.Marshal(map[string]string{"id": r.Contact.ID, "owner": r.Contact.OwnerID, "url": r.Contact.URL})
 		return string(b), nil
 	})
+	if sdk.CodeOf(err) == sdk.CodeNotFound && conv.ContactID != "" {
+		return forget(err)
+	}
 	if err != nil {
 		return err
 	}
@@ -665,7 +681,7 @@ func (p *Pipeline) writeCRM(ctx context.Context, conv *Conversation, d *rules.De
 		_ = json.Unmarshal([]byte(res), &m)
 		contact.ID, contact.OwnerID, contact.URL = m["id"], m["owner"], m["url"]
 	} else {
-		p.Audit(ctx, AuditRecord{Kind: "crm_contact", Conv: conv.ID, Key: key + ":crm:contact", Inbound: t.ReplyTo, RequestID: t.RequestID,
+		p.Audit(ctx, AuditRecord{Kind: "crm_contact", Conv: conv.ID, Key: contactKey, Inbound: t.ReplyTo, RequestID: t.RequestID,
 			Target: contact.ID, Rules: d.Version, Score: d.Score, Tier: d.Tier})
 	}
 	if contact.ID != "" && (contact.ID != conv.ContactID || contact.OwnerID != conv.Owner) {
@@ -691,6 +707,9 @@ func (p *Pipeline) writeCRM(ctx context.Context, conv *Conversation, d *rules.De
 		}
 		return n.ID, nil
 	})
+	if sdk.CodeOf(err) == sdk.CodeNotFound {
+		return forget(err)
+	}
 	if err != nil {
 		return err
 	}
@@ -710,6 +729,9 @@ func (p *Pipeline) writeCRM(ctx context.Context, conv *Conversation, d *rules.De
 		}
 		return deal.ID, nil
 	})
+	if sdk.CodeOf(err) == sdk.CodeNotFound {
+		return forget(err)
+	}
 	if err != nil {
 		return err
 	}
@@ -801,11 +823,12 @@ func (p *Pipeline) sendOne(ctx context.Context, conv *Conversation, inbound stri
 		})
 		return nil
 	}
-	if already {
-		return nil
+	if !already {
+		p.m.Replies.WithLabelValues("sent").Inc()
+		p.Audit(ctx, AuditRecord{Kind: "reply_sent", Conv: cur.ID, Key: out.Key, Inbound: inbound, Target: id, Score: cur.Score, Tier: cur.Tier})
 	}
-	p.m.Replies.WithLabelValues("sent").Inc()
-	p.Audit(ctx, AuditRecord{Kind: "reply_sent", Conv: cur.ID, Key: out.Key, Inbound: inbound, Target: id, Score: cur.Score, Tier: cur.Tier})
+	// Also when the send was already recorded: a crash may have fallen
+	// between that record and this append, which has its own key.
 	if err := p.appendTurn(ctx, cur.ID, Turn{ID: out.Key, Role: "bot", Text: out.Text, At: p.now()}); err != nil {
 		return err
 	}

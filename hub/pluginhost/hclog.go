@@ -42,7 +42,16 @@ func (a *slogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	}
 	all := make([]any, 0, len(a.args)+len(args)+2)
 	all = append(all, a.args...)
-	all = append(all, args...)
+	for i := 0; i+1 < len(args); i += 2 {
+		// go-plugin names the binary path "plugin"; the logger already
+		// carries the instance under that key.
+		if k, ok := args[i].(string); ok && k == "plugin" {
+			k = "binary"
+			all = append(all, k, args[i+1])
+			continue
+		}
+		all = append(all, args[i], args[i+1])
+	}
 	a.l.Log(ctx, sl, msg, all...)
 }
 
