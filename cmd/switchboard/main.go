@@ -29,10 +29,9 @@ type command struct {
 	run               func(args []string, stdout, stderr io.Writer) int
 }
 
-var commands []command
-
-func init() {
-	commands = []command{
+// allCommands lists the built-in commands and those other files add.
+func allCommands() []command {
+	base := []command{
 		{"serve", "serve [--config FILE]", "run the hub", serve},
 		{"config", "config check FILE", "validate a hub config file", configCmd},
 		{"plugins", "plugins inspect|sha256 BINARY", "start a plugin binary and print what it is, or print its sha256 pin", pluginsCmd},
@@ -41,7 +40,7 @@ func init() {
 			return 0
 		}},
 	}
-	commands = append(commands, extraCommands...)
+	return append(base, extraCommands...)
 }
 
 // extraCommands are added by other files of this package.
@@ -54,7 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage(stdout)
 		return 0
 	}
-	for _, c := range commands {
+	for _, c := range allCommands() {
 		if c.name == args[0] {
 			return c.run(args[1:], stdout, stderr)
 		}
@@ -67,7 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "Switchboard: an integration hub for conversational sales.")
 	fmt.Fprintln(w, "\nUsage:")
-	cs := append([]command(nil), commands...)
+	cs := allCommands()
 	sort.Slice(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
 	for _, c := range cs {
 		fmt.Fprintf(w, "  switchboard %-38s %s\n", c.usage, c.help)

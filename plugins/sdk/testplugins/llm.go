@@ -82,11 +82,17 @@ func (l *LLM) Generate(ctx context.Context, req *sdk.GenerateRequest) (*sdk.Gene
 		all.WriteString(t.Text)
 		all.WriteByte('\n')
 	}
-	for i := len(req.History) - 1; i >= 0; i-- {
-		if req.History[i].Role == "customer" {
-			last.WriteString(req.History[i].Text)
-			break
+	// The customer's trailing burst: every customer turn since the last
+	// bot or agent turn, so a burst gets one answer to all of it.
+	start := len(req.History)
+	for start > 0 && req.History[start-1].Role == "customer" {
+		start--
+	}
+	for i := start; i < len(req.History); i++ {
+		if i > start {
+			last.WriteString(" | ")
 		}
+		last.WriteString(req.History[i].Text)
 	}
 	text := last.String()
 	switch {
