@@ -19,7 +19,7 @@ build:
 	done
 
 run: build
-	$(BIN)/switchboard sandbox
+	$(BIN)/switchboard serve --config examples/config/quickstart.yaml
 
 test:
 	bash .ci/run

@@ -154,6 +154,13 @@ func New(o Options) *Pipeline {
 	return p
 }
 
+// SetHooks installs the hooks of later stages (assignment, notifications).
+// Call it before Run.
+func (p *Pipeline) SetHooks(h Hooks) { p.o.Hooks = h }
+
+// Store is the pipeline's store.
+func (p *Pipeline) Store() store.Store { return p.o.Store }
+
 // Conversations gives access to conversation state (for the admin API).
 func (p *Pipeline) Conversations() *Conversations { return p.convs }
 
