@@ -208,7 +208,17 @@ func (p *Pipeline) Audit(ctx context.Context, r AuditRecord) {
 	if _, err := p.o.Store.Append(ctx, AuditLog, b, p.o.AuditRetention); err != nil {
 		p.log.Warn("audit append failed", "kind", r.Kind, "conv", r.Conv, "err", err)
 	}
+	// A per-conversation copy answers "what happened to this customer"
+	// without scanning the whole trail.
+	if r.Conv != "" {
+		if _, err := p.o.Store.Append(ctx, ConvAuditLog(r.Conv), b, p.o.AuditRetention); err != nil {
+			p.log.Warn("audit append failed", "kind", r.Kind, "conv", r.Conv, "err", err)
+		}
+	}
 }
+
+// ConvAuditLog is the log name of one conversation's audit trail.
+func ConvAuditLog(conv string) string { return "audit:" + conv }
 
 // effectDone returns the recorded result of an effect already done.
 func (p *Pipeline) effectDone(ctx context.Context, key string) (string, bool, error) {
