@@ -84,7 +84,7 @@ func (e *Echo) HandleWebhook(ctx context.Context, req *sdk.WebhookRequest) (*sdk
 		ID: in.ID, Kind: sdk.EventMessage, ConversationKey: "echo:" + in.From,
 		Contact:   sdk.Identity{Channel: "echo", UserID: in.From, DisplayName: in.Name},
 		Direction: sdk.DirectionInbound, Author: sdk.AuthorCustomer,
-		Message:   &sdk.Message{Type: "text", Text: in.Text}, Timestamp: req.ReceivedAt, Raw: req.Body,
+		Message: &sdk.Message{Type: "text", Text: in.Text}, Timestamp: req.ReceivedAt, Raw: req.Body,
 	}}
 	return res, nil
 }
