@@ -122,6 +122,7 @@ type Hub struct {
 	ConfigPath string
 	Webhooks   string // base URL
 	Admin      string // base URL
+	AdminKey   string // bearer token for admin routes, when the test set one
 	out        *syncBuffer
 	done       chan struct{}
 }
@@ -319,4 +320,45 @@ func parseHostPort(u string) (string, error) {
 		host = host[i+1:]
 	}
 	return host, nil
+}
+
+// Metric reads one sample from the hub's /metrics: name with the given
+// label pairs ("kind", "event"); 0 when absent. AdminKey, when set, is sent
+// as a bearer token.
+func (h *Hub) Metric(name string, labels ...string) float64 {
+	req, _ := http.NewRequest(http.MethodGet, h.Admin+"/metrics", nil)
+	if h.AdminKey != "" {
+		req.Header.Set("Authorization", "Bearer "+h.AdminKey)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var sum float64
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		l := string(line)
+		if len(l) == 0 || l[0] == '#' || !hasPrefixName(l, name) {
+			continue
+		}
+		ok := true
+		for i := 0; i+1 < len(labels); i += 2 {
+			if !bytes.Contains(line, []byte(labels[i]+`="`+labels[i+1]+`"`)) {
+				ok = false
+			}
+		}
+		if !ok {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscanf(l[bytes.LastIndexByte(line, ' ')+1:], "%g", &v); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+func hasPrefixName(line, name string) bool {
+	return len(line) > len(name) && line[:len(name)] == name && (line[len(name)] == '{' || line[len(name)] == ' ')
 }
