@@ -92,7 +92,7 @@ type TeamState struct {
 	Members    []string  `json:"members"`
 	Supervisor string    `json:"supervisor,omitempty"`
 	EscalateTo string    `json:"escalate_to,omitempty"`
-	Open       bool      `json:"open"`                // in business hours now
+	Open       bool      `json:"open"`               // in business hours now
 	NextOpen   time.Time `json:"next_open,omitzero"` // when closed
 	Online     int       `json:"online"`             // members online
 	Load       int       `json:"load"`               // open conversations of its members
