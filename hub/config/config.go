@@ -153,6 +153,9 @@ type Admin struct {
 	// as an admin API key, for automation.
 	BootstrapKeyEnv string `yaml:"bootstrap_key_env"`
 	RateLimit       int    `yaml:"rate_limit"` // requests per minute per key
+	// AuditRetention is how long the admin audit log (who changed what
+	// through the admin API) is kept; default 365d.
+	AuditRetention Duration `yaml:"audit_retention"`
 }
 
 // Log configures logging.
@@ -416,6 +419,7 @@ func (c *Config) setDefaults() {
 	if c.Admin.RateLimit == 0 {
 		c.Admin.RateLimit = 600
 	}
+	def(&c.Admin.AuditRetention, 365*24*time.Hour)
 	for i := range c.Plugins {
 		pl := &c.Plugins[i]
 		if pl.Path != "" {
@@ -478,6 +482,12 @@ func (c *Config) validate() Errors {
 	}
 	if n := c.Pipeline.CRM; n != "" && kindOf[n] != "crm" {
 		add(0, "pipeline.crm %q is not a crm plugin instance", n)
+	}
+	if c.Admin.RateLimit < 0 {
+		add(0, "admin.rate_limit %d must be a positive number of requests per minute per key", c.Admin.RateLimit)
+	}
+	if c.Admin.AuditRetention < 0 {
+		add(0, "admin.audit_retention must not be negative")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -93,6 +93,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad sha", "plugins:\n  - {name: a, kind: crm, path: x, sha256: abc}\n", nil, []string{"sha256 must be 64 hex digits"}},
 		{"pipeline llm kind", "plugins:\n  - {name: a, kind: crm, path: x}\npipeline: {llm: a}\n", nil, []string{`pipeline.llm "a" is not an llm plugin`}},
 		{"syntax", "listen: [\n", nil, []string{"hub.yaml:"}},
+		{"admin rate limit", "admin: {rate_limit: -5}\n", nil, []string{"admin.rate_limit -5 must be a positive"}},
+		{"admin audit retention", "admin: {audit_retention: -1h}\n", nil, []string{"admin.audit_retention must not be negative"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("hub.yaml", []byte(tc.yaml), env(tc.env))
@@ -122,5 +124,8 @@ func TestEmptyConfigDefaults(t *testing.T) {
 	}
 	if cfg.Store.Embedded == nil || cfg.Store.Embedded.Path != "/etc/sb/data/switchboard.db" {
 		t.Errorf("default store: %+v", cfg.Store)
+	}
+	if cfg.Admin.RateLimit != 600 || cfg.Admin.AuditRetention.D() != 365*24*time.Hour {
+		t.Errorf("default admin: %+v", cfg.Admin)
 	}
 }
