@@ -153,8 +153,27 @@ func Start(t testing.TB, bins Bins, dir, config string, env ...string) *Hub {
 	return StartFile(t, bins, path, "http://"+web, "http://"+adm, env...)
 }
 
-// StartFile starts the hub on an existing config file.
+// StartFile starts the hub on an existing config file and waits until
+// /readyz says ready.
 func StartFile(t testing.TB, bins Bins, path, webhooks, admin string, env ...string) *Hub {
+	t.Helper()
+	return startFile(t, bins, path, webhooks, admin, "/readyz", env)
+}
+
+// StartLive is Start for a hub that is expected not to be ready (a plugin
+// whose provider rejects it): it waits for /healthz only.
+func StartLive(t testing.TB, bins Bins, dir, config string, env ...string) *Hub {
+	t.Helper()
+	web, adm := FreeAddr(t), FreeAddr(t)
+	config = replaceAll(config, map[string]string{"{{WEBHOOK}}": web, "{{ADMIN}}": adm})
+	path := filepath.Join(dir, fmt.Sprintf("hub-%d.yaml", time.Now().UnixNano()))
+	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return startFile(t, bins, path, "http://"+web, "http://"+adm, "/healthz", env)
+}
+
+func startFile(t testing.TB, bins Bins, path, webhooks, admin, probe string, env []string) *Hub {
 	t.Helper()
 	h := &Hub{t: t, ConfigPath: path, Webhooks: webhooks, Admin: admin, out: &syncBuffer{}, done: make(chan struct{})}
 	h.Cmd = exec.Command(bins.Hub, "serve", "--config", path)
@@ -177,7 +196,7 @@ func StartFile(t testing.TB, bins Bins, path, webhooks, admin string, env ...str
 			t.Fatalf("hub exited during start:\n%s", h.out.String())
 		default:
 		}
-		if resp, err := http.Get(admin + "/readyz"); err == nil {
+		if resp, err := http.Get(admin + probe); err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
@@ -185,7 +204,7 @@ func StartFile(t testing.TB, bins Bins, path, webhooks, admin string, env ...str
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("hub not ready after 60s:\n%s", h.out.String())
+			t.Fatalf("hub not answering %s after 60s:\n%s", probe, h.out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
