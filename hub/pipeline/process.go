@@ -243,10 +243,13 @@ func (p *Pipeline) customerMessage(ctx context.Context, t *Task) error {
 	if at.IsZero() {
 		at = p.now()
 	}
+	counted := false
 	conv, err := p.convs.Update(ctx, t.Conv, p.initConv(t), func(c *Conversation) error {
+		counted = false
 		if c.LastEvent == ev.ID && ev.ID != "" {
 			return nil // a retry of this task: already counted
 		}
+		counted = true
 		c.Turns++
 		c.LastCustomerAt = at
 		c.LastEvent = ev.ID
@@ -258,6 +261,11 @@ func (p *Pipeline) customerMessage(ctx context.Context, t *Task) error {
 	})
 	if err != nil {
 		return storeErr(err)
+	}
+	if counted {
+		// The admin API's live stream tails the audit trail; this is its
+		// "new message" event (no text: the trail holds no message content).
+		p.Audit(ctx, AuditRecord{Kind: "message", Conv: conv.ID, Inbound: ev.ID, RequestID: t.RequestID, Detail: "customer"})
 	}
 	if err := p.appendTurn(ctx, t.Conv, Turn{ID: ev.ID, Role: "customer", Text: describe(ev.Message), At: at}); err != nil {
 		return err
