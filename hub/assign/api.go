@@ -133,7 +133,11 @@ type Record struct {
 	Assignee string `json:"assignee,omitempty"`
 	// Pending is an assignee chosen but not yet committed (crash safety:
 	// a retry completes it, the reconciler repairs it).
-	Pending    string    `json:"pending,omitempty"`
+	Pending      string `json:"pending,omitempty"`
+	PendingToken string `json:"pending_token,omitempty"`
+	// Token identifies the assignment that holds the assignee's slot.
+	Token      string    `json:"token,omitempty"`
+	Owner      string    `json:"owner,omitempty"` // the contact's owner, for sticky assignment
 	Tried      []string  `json:"tried,omitempty"` // assignees bypassed by escalation
 	Escalation int       `json:"escalation"`      // escalation steps taken
 	HandedOff  time.Time `json:"handed_off,omitzero"`
