@@ -99,6 +99,9 @@ type Hooks struct {
 	OnAgentMessage func(ctx context.Context, conv *Conversation, e *sdk.Event) error
 	// OnRelease runs when a conversation goes back to the bot.
 	OnRelease func(ctx context.Context, conv *Conversation) error
+	// OnCustomerMessage runs for a customer's message while a person has
+	// the conversation (handed_off or human): response deadlines.
+	OnCustomerMessage func(ctx context.Context, conv *Conversation, e *sdk.Event) error
 }
 
 // Pipeline processes the queue.

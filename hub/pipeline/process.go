@@ -271,7 +271,9 @@ func (p *Pipeline) customerMessage(ctx context.Context, t *Task) error {
 		return err
 	}
 	if conv.State != StateBot {
-		return nil // a person has the conversation: the bot stays silent
+		// A person has the conversation: the bot stays silent, unless a
+		// release rule gives it back.
+		return p.personTurn(ctx, t, conv)
 	}
 	reply := &Task{Kind: TaskReply, Instance: t.Instance, Conv: t.Conv, ReplyTo: ev.ID, RequestID: t.RequestID, ReceivedAt: t.ReceivedAt}
 	if p.o.QuietWindow > 0 {
@@ -280,6 +282,61 @@ func (p *Pipeline) customerMessage(ctx context.Context, t *Task) error {
 		return storeErr(p.scheduleTask(ctx, "reply:"+t.Conv, p.now().Add(p.o.QuietWindow), reply))
 	}
 	return p.reply(ctx, reply)
+}
+
+// personTurn handles a customer's message while a person has the
+// conversation: the hook first (response deadlines), then the release
+// rules; when one matches, the conversation goes back to the bot, the
+// customer gets the rule's message and OnRelease runs.
+func (p *Pipeline) personTurn(ctx context.Context, t *Task, conv *Conversation) error {
+	if conv.State != StateHandedOff && conv.State != StateHuman {
+		return nil
+	}
+	if h := p.o.Hooks.OnCustomerMessage; h != nil {
+		if err := h(ctx, conv, t.Event); err != nil {
+			return err
+		}
+	}
+	history, err := p.History(ctx, t.Conv)
+	if err != nil {
+		return storeErr(err)
+	}
+	d := p.decide(conv, history, p.now())
+	if d.Release == nil {
+		return nil
+	}
+	agentSeen, err := p.o.Store.GetCounter(ctx, AgentCounterKey(t.Conv))
+	if err != nil {
+		return storeErr(err)
+	}
+	key := "release:" + t.Conv + ":" + t.Event.ID
+	// The hook first: should the state change below be lost to a crash,
+	// the retry finds the person's state and releases again.
+	if p.o.Hooks.OnRelease != nil {
+		if err := p.o.Hooks.OnRelease(ctx, conv); err != nil {
+			return err
+		}
+	}
+	var prev string
+	conv, err = p.convs.Update(ctx, t.Conv, nil, func(c *Conversation) error {
+		prev = c.State
+		if c.State == StateHandedOff || c.State == StateHuman {
+			c.State = StateBot
+			c.Assignee = ""
+		}
+		return nil
+	})
+	if err != nil {
+		return storeErr(err)
+	}
+	if prev != conv.State {
+		p.Audit(ctx, AuditRecord{Kind: "release", Conv: conv.ID, Key: key, Inbound: t.Event.ID, RequestID: t.RequestID,
+			Rules: d.Version, Detail: fmt.Sprintf("rule %q: %s -> %s", d.Release.Rule, prev, conv.State)})
+	}
+	if strings.TrimSpace(d.Release.CustomerMessage) == "" {
+		return nil
+	}
+	return p.sendOne(ctx, conv, t.Event.ID, Outgoing{Key: key + ":send", Text: d.Release.CustomerMessage, AgentSeen: agentSeen})
 }
 
 func (p *Pipeline) agentMessage(ctx context.Context, t *Task) error {
