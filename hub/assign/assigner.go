@@ -679,7 +679,7 @@ func (a *Assigner) tryAgent(ctx context.Context, rs *rules.Ruleset, team rules.T
 		res := &Assignment{Conv: req.Conv, Team: raced.Team, Priority: raced.Priority, Agent: raced.Assignee, Reason: "existing", At: raced.AssignedAt}
 		return res, false, nil
 	}
-	added, arec, err := a.addSlot(ctx, c.agent.ID, req.Conv, token, capFunc(c.team, c.agent))
+	added, arec, err := a.addSlot(ctx, c.agent.ID, req.Conv, token, capFunc(c.team, c.agent), req.Agent == "")
 	if err != nil {
 		return nil, false, err
 	}
@@ -715,7 +715,7 @@ func (a *Assigner) completePending(ctx context.Context, rs *rules.Ruleset, rec *
 	ag, ok := rs.Agents()[rec.Pending]
 	team, tok := rs.Team(rec.Team)
 	if ok && tok {
-		added, _, err := a.addSlot(ctx, ag.ID, rec.Conv, rec.PendingToken, capFunc(team, ag))
+		added, _, err := a.addSlot(ctx, ag.ID, rec.Conv, rec.PendingToken, capFunc(team, ag), false)
 		if err != nil {
 			return nil, err
 		}
@@ -811,10 +811,22 @@ func startOver(r *Record, since time.Time) {
 	r.Deadline, r.DeadlineKind = time.Time{}, ""
 }
 
+// queueEntry is a queue's value: the Waiting the admin API lists, plus
+// what the team's eligible condition needs when there is no pipeline to
+// read the conversation from.
+type queueEntry struct {
+	Waiting
+	Input    *rules.Input    `json:"input,omitempty"`
+	Decision *rules.Decision `json:"decision,omitempty"`
+}
+
 // enqueue puts the conversation in the team's queue (idempotent).
 func (a *Assigner) enqueue(ctx context.Context, team rules.Team, req *Request, fx *effects) (*Assignment, error) {
 	key := queueKey(team.Name, req.Priority, req.Since, req.Conv)
-	w := Waiting{Conv: req.Conv, Team: team.Name, Priority: req.Priority, Since: req.Since}
+	w := queueEntry{Waiting: Waiting{Conv: req.Conv, Team: team.Name, Priority: req.Priority, Since: req.Since}, Input: req.Input}
+	if d := req.Decision; d != nil {
+		w.Decision = &rules.Decision{Score: d.Score, Tier: d.Tier, Team: d.Team, Priority: d.Priority}
+	}
 	b, _ := json.Marshal(w)
 	// The entry first: a crash before the record leaves an entry the
 	// drain serves or drops, never a record that waits in no queue.
@@ -960,7 +972,7 @@ func (a *Assigner) drainLocked(ctx context.Context, rs *rules.Ruleset, t rules.T
 			return n
 		}
 		for _, it := range items {
-			var w Waiting
+			var w queueEntry
 			if json.Unmarshal(it.Value, &w) != nil {
 				_ = a.o.Store.Delete(ctx, NS, it.Key)
 				continue
@@ -980,6 +992,10 @@ func (a *Assigner) drainLocked(ctx context.Context, rs *rules.Ruleset, t rules.T
 			}
 			req := a.requestFor(ctx, w.Conv, rec)
 			req.Team = t.Name
+			if req.Input == nil {
+				// No pipeline to read fresh facts from: the ones it came with.
+				req.Input, req.Decision = w.Input, w.Decision
+			}
 			res, err := a.placeLocked(ctx, rs, t, &req, s, it.Key, fx)
 			if err != nil {
 				a.log.Warn("drain: assigning failed", "team", t.Name, "conv", w.Conv, "err", err)

@@ -107,7 +107,10 @@ func (a *Assigner) updateAgent(ctx context.Context, id string, f func(r *agentRe
 // addSlot gives conv a slot of agent under token, unless that would take
 // the agent above capFor(rec) (0: no limit). This compare-and-swap is the
 // capacity guarantee: whatever the locks did, no agent goes above capacity.
-func (a *Assigner) addSlot(ctx context.Context, agent, conv, token string, capFor func(*agentRec) int) (bool, *agentRec, error) {
+//
+// With needOnline the agent must also be online at that moment, so that
+// an agent who went offline gets nothing from a decision made just before.
+func (a *Assigner) addSlot(ctx context.Context, agent, conv, token string, capFor func(*agentRec) int, needOnline bool) (bool, *agentRec, error) {
 	added := false
 	r, err := a.updateAgent(ctx, agent, func(r *agentRec) (bool, error) {
 		added = false
@@ -121,6 +124,9 @@ func (a *Assigner) addSlot(ctx context.Context, agent, conv, token string, capFo
 			r.Open[conv] = slot{Token: token, At: a.now()}
 			added = true
 			return true, nil
+		}
+		if needOnline && statusOf(r, a.o.DefaultStatus) != Online {
+			return false, nil
 		}
 		if c := capFor(r); c > 0 && len(r.Open) >= c {
 			return false, nil
