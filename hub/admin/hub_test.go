@@ -56,6 +56,7 @@ type hubOpts struct {
 	rateLimit int
 	extra     string // more YAML
 	assign    func(*app.App) admin.Assigner
+	now       func() time.Time
 }
 
 func copyDir(t *testing.T, from, to string) {
@@ -122,7 +123,7 @@ admin:
 	logs := &syncBuf{}
 	var api *admin.API
 	mount := app.WithMount(func(a *app.App) {
-		ao := admin.Options{EventPoll: 20 * time.Millisecond, Heartbeat: 200 * time.Millisecond,
+		ao := admin.Options{EventPoll: 20 * time.Millisecond, Heartbeat: 200 * time.Millisecond, Now: o.now,
 			Getenv: func(k string) string {
 				if k == bootEnv {
 					return bootstrap
