@@ -130,15 +130,24 @@ func (h *Handler) webhook(c *fiber.Ctx) error {
 	for i := range res.Events {
 		ev := &res.Events[i]
 		conv := pipeline.ConvID(instance, ev.ConversationKey)
-		if ev.Kind == sdk.EventMessage && ev.Author == sdk.AuthorAgent {
-			// Tell a reply being composed right now that a person spoke.
-			if _, err := h.o.Store.Incr(ctx, pipeline.AgentCounterKey(conv), 1, 30*24*time.Hour); err != nil {
+		task := &pipeline.Task{Kind: pipeline.TaskEvent, Instance: instance, Conv: conv, RequestID: rid, ReceivedAt: start, Event: ev}
+		if ev.Kind == sdk.EventMessage {
+			var seen int64
+			var err error
+			if ev.Author == sdk.AuthorAgent {
+				// Tell a reply being composed right now that a person spoke.
+				seen, err = h.o.Store.Incr(ctx, pipeline.AgentCounterKey(conv), 1, 30*24*time.Hour)
+			} else {
+				// What the bot's reply to this message will be checked against.
+				seen, err = h.o.Store.GetCounter(ctx, pipeline.AgentCounterKey(conv))
+			}
+			if err != nil {
 				log.Warn("store unavailable; asking the provider to retry", "err", err)
 				return h.unavailable(c, instance, start)
 			}
+			task.AgentSeen = &seen
 		}
-		if _, err := h.o.Pipeline.Enqueue(ctx, &pipeline.Task{Kind: pipeline.TaskEvent, Instance: instance, Conv: conv,
-			RequestID: rid, ReceivedAt: start, Event: ev}); err != nil {
+		if _, err := h.o.Pipeline.Enqueue(ctx, task); err != nil {
 			log.Warn("queue unavailable; asking the provider to retry", "err", err, "stored", i, "events", len(res.Events))
 			return h.unavailable(c, instance, start)
 		}

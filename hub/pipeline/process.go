@@ -275,7 +275,7 @@ func (p *Pipeline) customerMessage(ctx context.Context, t *Task) error {
 		// release rule gives it back.
 		return p.personTurn(ctx, t, conv)
 	}
-	reply := &Task{Kind: TaskReply, Instance: t.Instance, Conv: t.Conv, ReplyTo: ev.ID, RequestID: t.RequestID, ReceivedAt: t.ReceivedAt}
+	reply := &Task{Kind: TaskReply, Instance: t.Instance, Conv: t.Conv, ReplyTo: ev.ID, RequestID: t.RequestID, ReceivedAt: t.ReceivedAt, AgentSeen: t.AgentSeen}
 	if p.o.QuietWindow > 0 {
 		// Customers send bursts of short messages: wait for quiet, then
 		// answer all of it at once. Rescheduling the same id debounces.
@@ -389,9 +389,16 @@ func (p *Pipeline) reply(ctx context.Context, t *Task) error {
 	if conv.State != StateBot {
 		return nil
 	}
-	agentSeen, err := p.o.Store.GetCounter(ctx, AgentCounterKey(t.Conv))
-	if err != nil {
+	var agentSeen int64
+	if t.AgentSeen != nil {
+		agentSeen = *t.AgentSeen
+	} else if agentSeen, err = p.o.Store.GetCounter(ctx, AgentCounterKey(t.Conv)); err != nil {
 		return storeErr(err)
+	}
+	if now, err := p.o.Store.GetCounter(ctx, AgentCounterKey(t.Conv)); err != nil {
+		return storeErr(err)
+	} else if now != agentSeen {
+		return nil // a person answered after this message arrived: no bot reply, not even an LLM call
 	}
 	history, err := p.History(ctx, t.Conv)
 	if err != nil {

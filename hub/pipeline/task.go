@@ -27,8 +27,12 @@ type Task struct {
 	// Replay marks an admin replay: it bypasses the dedupe of event ids.
 	Replay bool `json:"replay,omitempty"`
 	// ReplyTo is the inbound event a reply answers; effect keys derive from it.
-	ReplyTo string    `json:"reply_to,omitempty"`
-	Send    *Outgoing `json:"send,omitempty"`
+	ReplyTo string `json:"reply_to,omitempty"`
+	// AgentSeen is the conversation's agent-message count when ingress
+	// received the customer's message: a person who speaks after that voids
+	// the bot's reply to it. Nil (a replay, an older task) reads it afresh.
+	AgentSeen *int64    `json:"agent_seen,omitempty"`
+	Send      *Outgoing `json:"send,omitempty"`
 }
 
 // Outgoing is a reply waiting to be sent.

@@ -145,7 +145,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 func Start(t testing.TB, bins Bins, dir, config string, env ...string) *Hub {
 	t.Helper()
 	web, adm := FreeAddr(t), FreeAddr(t)
-	config = replaceAll(config, map[string]string{"{{WEBHOOK}}": web, "{{ADMIN}}": adm})
+	config = withAdminKey(replaceAll(config, map[string]string{"{{WEBHOOK}}": web, "{{ADMIN}}": adm}))
 	path := filepath.Join(dir, fmt.Sprintf("hub-%d.yaml", time.Now().UnixNano()))
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -165,7 +165,7 @@ func StartFile(t testing.TB, bins Bins, path, webhooks, admin string, env ...str
 func StartLive(t testing.TB, bins Bins, dir, config string, env ...string) *Hub {
 	t.Helper()
 	web, adm := FreeAddr(t), FreeAddr(t)
-	config = replaceAll(config, map[string]string{"{{WEBHOOK}}": web, "{{ADMIN}}": adm})
+	config = withAdminKey(replaceAll(config, map[string]string{"{{WEBHOOK}}": web, "{{ADMIN}}": adm}))
 	path := filepath.Join(dir, fmt.Sprintf("hub-%d.yaml", time.Now().UnixNano()))
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -173,11 +173,29 @@ func StartLive(t testing.TB, bins Bins, dir, config string, env ...string) *Hub 
 	return startFile(t, bins, path, "http://"+web, "http://"+adm, "/healthz", env)
 }
 
+// AdminKeyEnv names the variable through which test hubs get an admin key.
+const AdminKeyEnv = "HUBTEST_ADMIN_KEY"
+
+// TestAdminKey is the bootstrap admin key of every test hub whose config
+// does not set an admin section itself.
+const TestAdminKey = "sb_hubtest_bootstrap_admin_key_0123456789abcdef"
+
+// withAdminKey gives the config a bootstrap admin key from the environment
+// unless it configures admin itself.
+func withAdminKey(config string) string {
+	for _, line := range bytes.Split([]byte(config), []byte("\n")) {
+		if bytes.HasPrefix(line, []byte("admin:")) {
+			return config
+		}
+	}
+	return config + "\nadmin: { bootstrap_key_env: " + AdminKeyEnv + " }\n"
+}
+
 func startFile(t testing.TB, bins Bins, path, webhooks, admin, probe string, env []string) *Hub {
 	t.Helper()
-	h := &Hub{t: t, ConfigPath: path, Webhooks: webhooks, Admin: admin, out: &syncBuffer{}, done: make(chan struct{})}
+	h := &Hub{t: t, ConfigPath: path, Webhooks: webhooks, Admin: admin, AdminKey: TestAdminKey, out: &syncBuffer{}, done: make(chan struct{})}
 	h.Cmd = exec.Command(bins.Hub, "serve", "--config", path)
-	h.Cmd.Env = append(os.Environ(), env...)
+	h.Cmd.Env = append(append(os.Environ(), AdminKeyEnv+"="+TestAdminKey), env...)
 	h.Cmd.Stdout, h.Cmd.Stderr = h.out, h.out
 	if err := h.Cmd.Start(); err != nil {
 		t.Fatal(err)
