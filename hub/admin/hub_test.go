@@ -42,6 +42,7 @@ type testHub struct {
 	rulesDir string
 	keys     map[string]string // role (or "agent:ID") → key
 	log      *syncBuf
+	stop     func() // stops the hub and waits for it
 }
 
 type syncBuf struct {
@@ -154,13 +155,19 @@ admin:
 	}
 	h := &testHub{t: t, app: a, base: "http://" + a.AdminAddr + admin.Prefix, webhooks: "http://" + a.WebhookAddr,
 		sink: sink, rulesDir: rulesDir, keys: map[string]string{"admin": bootstrap}, log: logs}
+	var once sync.Once
+	h.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case <-done:
+			case <-time.After(30 * time.Second):
+				t.Errorf("hub did not stop")
+			}
+		})
+	}
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Errorf("hub did not stop")
-		}
+		h.stop()
 		if t.Failed() {
 			t.Logf("hub log:\n%s", tail(logs.String(), 6000))
 		}
