@@ -319,8 +319,8 @@ func TestDeadLetters(t *testing.T) {
 	var list struct {
 		Items []struct {
 			ID, Conv, Kind, Error string
-			Attempts             int
-			Task                 json.RawMessage
+			Attempts              int
+			Task                  json.RawMessage
 		}
 		NextCursor string `json:"next_cursor"`
 	}
