@@ -114,10 +114,10 @@ type slaHub struct {
 	probes chan string
 	nprobe int
 	clk    *clock
-	p     *pipeline.Pipeline
-	a     *assign.Assigner
-	notes *recNotifier
-	reg   *prometheus.Registry
+	p      *pipeline.Pipeline
+	a      *assign.Assigner
+	notes  *recNotifier
+	reg    *prometheus.Registry
 }
 
 func startSLAHub(t *testing.T, st store.Store, start time.Time, o assign.Options) *slaHub {
