@@ -291,6 +291,8 @@ func assignErr(err error, field, who string) error {
 		return errProblem(http.StatusNotFound, PNotFound, "The assignment service has no record of this conversation.")
 	case errors.Is(err, assign.ErrAtCapacity):
 		return errProblem(http.StatusConflict, PAtCapacity, "%v", err)
+	case errors.Is(err, assign.ErrNoAgent):
+		return errProblem(http.StatusConflict, PConflict, "Nobody else can take the conversation now; it stays where it is.")
 	case errors.Is(err, assign.ErrNoTeam):
 		return errProblem(http.StatusConflict, PConflict, "The conversation has no team to assign it in; reassign it to an agent by name.")
 	case errors.Is(err, assign.ErrInvalid):

@@ -17,6 +17,7 @@ import (
 
 	"github.com/switchboard-hub/switchboard/hub/admin"
 	"github.com/switchboard-hub/switchboard/hub/app"
+	"github.com/switchboard-hub/switchboard/hub/assign"
 	"github.com/switchboard-hub/switchboard/hub/config"
 	"github.com/switchboard-hub/switchboard/hub/internal/hubtest"
 	"github.com/switchboard-hub/switchboard/hub/pipeline"
@@ -56,8 +57,11 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 type hubOpts struct {
 	rateLimit int
 	extra     string // more YAML
-	assign    func(*app.App) admin.Assigner
 	now       func() time.Time
+	// assign runs the real assignment service (hub/assign) in the hub.
+	assign bool
+	// rules replaces the example rule set with this one file.
+	rules string
 }
 
 func copyDir(t *testing.T, from, to string) {
@@ -90,7 +94,13 @@ func startHub(t *testing.T, o hubOpts) *testHub {
 	if err := os.Mkdir(rulesDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	copyDir(t, "../../examples/rules", rulesDir)
+	if o.rules != "" {
+		if err := os.WriteFile(filepath.Join(rulesDir, "rules.yaml"), []byte(o.rules), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		copyDir(t, "../../examples/rules", rulesDir)
+	}
 	sink := hubtest.NewSink(t)
 	if o.rateLimit == 0 {
 		o.rateLimit = 100000
@@ -131,8 +141,16 @@ admin:
 				}
 				return ""
 			}}
-		if o.assign != nil {
-			ao.Assign = o.assign(a)
+		if o.assign {
+			as, err := assign.New(assign.Options{Store: a.Store, Rules: a.Rules.Current, Pipeline: a.Pipeline, Logger: a.Log, Tick: 100 * time.Millisecond})
+			if err == nil {
+				err = as.Install()
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			go as.Run(ctx)
+			ao.Assign = as
 		}
 		api = admin.New(a, ao)
 		api.Register(a.AdminRouter())

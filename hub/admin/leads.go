@@ -182,7 +182,7 @@ func (api *API) firstAgentResponse(ctx context.Context, conv string) (time.Time,
 			if json.Unmarshal(r.Data, &a) != nil {
 				continue
 			}
-			if a.Kind == "agent_message" || (a.Kind == "state" && strings.Contains(a.Detail, "agent message")) {
+			if a.Kind == "agent_message" || a.Kind == "first_response" || (a.Kind == "state" && strings.Contains(a.Detail, "agent message")) {
 				return a.At, nil
 			}
 		}
