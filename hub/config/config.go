@@ -140,11 +140,19 @@ type DealStage struct {
 	Stage    string `yaml:"stage"`
 }
 
-// HandoffOptions tunes bot/human handoff.
+// HandoffOptions tunes bot/human handoff, assignment and notifications.
 type HandoffOptions struct {
 	ReleaseAfter  Duration `yaml:"release_after"` // hand back to the bot after this long without an agent message
 	WebhookURL    string   `yaml:"webhook_url"`   // outgoing handoff notifications, HMAC-signed
 	WebhookSecret string   `yaml:"webhook_secret"`
+	// NotifyChannels maps a notify target's channel ("zalo" in
+	// notify: "zalo:<user id>") to the channel plugin instance that sends
+	// it. A channel not listed uses the first instance whose plugin is
+	// that channel.
+	NotifyChannels map[string]string `yaml:"notify_channels"`
+	// DefaultStatus is the status of an agent nobody set one for: online
+	// (default), away or offline.
+	DefaultStatus string `yaml:"default_status"`
 }
 
 // Admin configures the admin API.
@@ -416,6 +424,9 @@ func (c *Config) setDefaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	if c.Handoff.DefaultStatus == "" {
+		c.Handoff.DefaultStatus = "online"
+	}
 	if c.Admin.RateLimit == 0 {
 		c.Admin.RateLimit = 600
 	}
@@ -488,6 +499,27 @@ func (c *Config) validate() Errors {
 	}
 	if c.Admin.AuditRetention < 0 {
 		add(0, "admin.audit_retention must not be negative")
+	}
+	for ch, inst := range c.Handoff.NotifyChannels {
+		if kindOf[inst] != "channel" {
+			add(0, "handoff.notify_channels.%s: %q is not a channel plugin instance", ch, inst)
+		}
+	}
+	switch c.Handoff.DefaultStatus {
+	case "online", "away", "offline":
+	default:
+		add(0, "handoff.default_status %q must be online, away or offline", c.Handoff.DefaultStatus)
+	}
+	if u := c.Handoff.WebhookURL; u != "" {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			add(0, "handoff.webhook_url must be an http:// or https:// URL")
+		}
+		if c.Handoff.WebhookSecret == "" {
+			add(0, "handoff.webhook_secret is required with webhook_url: receivers check the HMAC signature")
+		}
+	}
+	if c.Handoff.ReleaseAfter < 0 {
+		add(0, "handoff.release_after must not be negative")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -95,6 +95,10 @@ func TestParseErrors(t *testing.T) {
 		{"syntax", "listen: [\n", nil, []string{"hub.yaml:"}},
 		{"admin rate limit", "admin: {rate_limit: -5}\n", nil, []string{"admin.rate_limit -5 must be a positive"}},
 		{"admin audit retention", "admin: {audit_retention: -1h}\n", nil, []string{"admin.audit_retention must not be negative"}},
+		{"handoff webhook without secret", "handoff: {webhook_url: \"https://h.example/n\"}\n", nil, []string{"handoff.webhook_secret is required"}},
+		{"handoff webhook not http", "handoff: {webhook_url: \"ftp://h\", webhook_secret: s}\n", nil, []string{"handoff.webhook_url must be an http"}},
+		{"handoff notify channel", "plugins:\n  - {name: a, kind: crm, path: x}\nhandoff: {notify_channels: {zalo: a}}\n", nil, []string{`handoff.notify_channels.zalo: "a" is not a channel plugin instance`}},
+		{"handoff default status", "handoff: {default_status: busy}\n", nil, []string{`handoff.default_status "busy" must be online, away or offline`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse("hub.yaml", []byte(tc.yaml), env(tc.env))
@@ -127,5 +131,8 @@ func TestEmptyConfigDefaults(t *testing.T) {
 	}
 	if cfg.Admin.RateLimit != 600 || cfg.Admin.AuditRetention.D() != 365*24*time.Hour {
 		t.Errorf("default admin: %+v", cfg.Admin)
+	}
+	if cfg.Handoff.DefaultStatus != "online" {
+		t.Errorf("default handoff: %+v", cfg.Handoff)
 	}
 }
