@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/switchboard-hub/switchboard/hub/assign"
 	"github.com/switchboard-hub/switchboard/hub/config"
 	"github.com/switchboard-hub/switchboard/hub/ingress"
 	"github.com/switchboard-hub/switchboard/hub/logging"
@@ -43,6 +44,7 @@ type App struct {
 	Plugins  *pluginhost.Manager
 	Rules    *rules.Engine
 	Pipeline *pipeline.Pipeline
+	Assign   *assign.Assigner // nil without rules
 	Ingress  *ingress.Handler
 	Web      *fiber.App
 	Admin    *fiber.App // nil when admin shares the webhook listener
@@ -117,6 +119,10 @@ func New(ctx context.Context, cfg *config.Config, logOut io.Writer, opts ...Opti
 		AuditRetention: pc.AuditRetention.D(), Deals: deals,
 		Pacing: pipeline.Pacing{Enabled: pc.Pacing.Enabled, PerChar: pc.Pacing.PerChar.D(), Min: pc.Pacing.Min.D(), Max: pc.Pacing.Max.D()},
 	})
+	if err := a.installAssign(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	a.Ingress = ingress.New(ingress.Options{Channels: a.channel, Pipeline: a.Pipeline, Store: st, Logger: a.Log,
 		Registerer: a.Registry, RawRetention: pc.RawRetention.D()})
 	a.Web = newFiber(cfg.Listen.BodyLimit)

@@ -31,39 +31,59 @@ func (a *Assigner) Install() error {
 	p.HandleTimers(TimerIdle, a.onIdle)
 	p.HandleTimers(TimerNotify, a.onNotify)
 	p.HandleTimers(TimerFollowup, a.onFollowup)
+	p.HandleTimers(TimerTick, a.onTick)
+	// The periodic work rides on a timer of its own: one replica does it
+	// each round, and a replica that dies mid-round leaves it to another.
+	return a.o.Pipeline.Schedule(context.Background(), tickTimerID, a.now().Add(a.o.Tick), TimerTick, struct{}{})
+}
+
+// TimerTick is the kind of the assigner's periodic timer.
+const (
+	TimerTick   = "assign_tick"
+	tickTimerID = "assign:tick"
+)
+
+func (a *Assigner) onTick(ctx context.Context, _ json.RawMessage) error {
+	// Next round first: should this one fail, the claim's expiry brings
+	// the timer back anyway.
+	if err := a.o.Pipeline.Schedule(ctx, tickTimerID, a.now().Add(a.o.Tick), TimerTick, struct{}{}); err != nil {
+		return err
+	}
+	a.tick(ctx)
 	return nil
 }
 
 // Run drains queues and re-checks hours every Tick (a team that opens
 // gets its backlog), refreshes the gauges, and repairs leftovers of
-// crashed calls, until ctx ends.
+// crashed calls, until ctx ends. An installed Assigner needs no Run: the
+// same work runs on a pipeline timer.
 func (a *Assigner) Run(ctx context.Context) {
 	t := time.NewTicker(a.o.Tick)
 	defer t.Stop()
-	n := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		n++
-		rs, err := a.rules()
-		if err != nil {
-			continue
-		}
-		for name := range rs.Teams() {
-			a.Drain(ctx, name)
-		}
-		if n%15 == 1 {
-			a.refreshGauges(ctx, rs)
-			// One replica at a time repairs; the lease is left to expire
-			// so that the others skip this round.
-			if ok, err := a.o.Store.Acquire(ctx, "assign:reconcile", a.o.Replica, 15*a.o.Tick); err == nil && ok {
-				if _, err := a.Reconcile(ctx); err != nil && ctx.Err() == nil {
-					a.log.Warn("reconcile failed", "err", err)
-				}
-			}
+		a.tick(ctx)
+	}
+}
+
+func (a *Assigner) tick(ctx context.Context) {
+	rs, err := a.rules()
+	if err != nil {
+		return
+	}
+	for _, name := range sortedKeys(rs.Teams()) {
+		a.Drain(ctx, name)
+	}
+	a.refreshGauges(ctx, rs)
+	// One replica repairs per window; the lease is left to expire so the
+	// others skip until then.
+	if ok, err := a.o.Store.Acquire(ctx, "assign:reconcile", a.o.Replica, max(30*time.Second, a.o.Tick)); err == nil && ok {
+		if _, err := a.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("reconcile failed", "err", err)
 		}
 	}
 }
