@@ -99,7 +99,7 @@ const (
 // get 404 for another agent's conversation or agent record; no answer to
 // an agent key may hold data of another agent's conversation.
 func TestAuthorizationMatrix(t *testing.T) {
-	h := startHub(t, hubOpts{})
+	h := startHub(t, hubOpts{assign: true})
 	keys := map[string]string{"admin": bootstrap}
 	for _, r := range []string{"supervisor", "viewer"} {
 		keys[r] = h.key(r, "")
@@ -139,6 +139,21 @@ func TestAuthorizationMatrix(t *testing.T) {
 	for k := range policy {
 		if !seen[k] {
 			t.Errorf("policy lists %s, which the server does not serve", k)
+		}
+	}
+
+	// The root /metrics is behind the same auth; health and readiness stay
+	// open for load balancers.
+	root := strings.TrimSuffix(h.base, admin.Prefix)
+	for _, c := range []struct {
+		path, key string
+		want      int
+	}{
+		{"/metrics", "", 401}, {"/metrics", keys["agent"], 403}, {"/metrics", keys["viewer"], 200},
+		{"/healthz", "", 200}, {"/readyz", "", 200},
+	} {
+		if r := h.do("GET", root+c.path, c.key, nil); r.status != c.want {
+			t.Errorf("GET %s: %d, want %d: %.200s", c.path, r.status, c.want, r.body)
 		}
 	}
 
@@ -222,21 +237,6 @@ func TestAuthorizationMatrix(t *testing.T) {
 					}
 				}
 			})
-		}
-	}
-
-	// The root /metrics is behind the same auth; health and readiness stay
-	// open for load balancers.
-	root := strings.TrimSuffix(h.base, admin.Prefix)
-	for _, c := range []struct {
-		path, key string
-		want      int
-	}{
-		{"/metrics", "", 401}, {"/metrics", keys["agent"], 403}, {"/metrics", keys["viewer"], 200},
-		{"/healthz", "", 200}, {"/readyz", "", 200},
-	} {
-		if r := h.do("GET", root+c.path, c.key, nil); r.status != c.want {
-			t.Errorf("GET %s: %d, want %d: %.200s", c.path, r.status, c.want, r.body)
 		}
 	}
 
