@@ -33,7 +33,11 @@ func (c *taskCRM) CreateTask(ctx context.Context, key string, t *sdk.Task) (*sdk
 	return c.CRM.CreateTask(ctx, key, t)
 }
 
-func (c *taskCRM) Tasks() []sdk.Task { c.mu.Lock(); defer c.mu.Unlock(); return append([]sdk.Task(nil), c.tasks...) }
+func (c *taskCRM) Tasks() []sdk.Task {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]sdk.Task(nil), c.tasks...)
+}
 
 type inProc struct {
 	ch  *testplugins.Channel

@@ -21,10 +21,9 @@ import (
 
 // receiver is a loopback endpoint for the hub's outgoing webhook.
 type receiver struct {
-	mu   sync.Mutex
-	got  []receivedNote
-	srv  *httptest.Server
-	sigs int // deliveries whose signature checked out
+	mu  sync.Mutex
+	got []receivedNote
+	srv *httptest.Server
 }
 
 type receivedNote struct {
