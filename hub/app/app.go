@@ -10,6 +10,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -237,11 +239,27 @@ func (a *App) Run(ctx context.Context) error {
 	} else {
 		a.AdminAddr = a.WebhookAddr
 	}
+	if addr := a.Config.Listen.Pprof; addr != "" {
+		stop, err := servePprof(addr)
+		if err != nil {
+			webLn.Close()
+			if adminLn != nil {
+				adminLn.Close()
+			}
+			return err
+		}
+		defer stop()
+		a.Log.Warn("profiler listening (no authentication)", "addr", addr)
+	}
 	pipeCtx, stopPipe := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopPipe()
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = a.Pipeline.Run(pipeCtx, 20*time.Second) }()
+	if c := a.Config.Pipeline.Consume; c == nil || *c {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = a.Pipeline.Run(pipeCtx, 20*time.Second) }()
+	} else {
+		a.Log.Info("pipeline.consume is false: this hub only queues webhooks; other replicas process them")
+	}
 	errs := make(chan error, 2)
 	go func() { errs <- a.Web.Listener(webLn) }()
 	if adminLn != nil {
@@ -273,4 +291,21 @@ func storeKind(cfg *config.Config) string {
 		return "redis"
 	}
 	return "embedded"
+}
+
+// servePprof serves net/http/pprof on addr until stop is called.
+func servePprof(addr string) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s (pprof): %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
 }

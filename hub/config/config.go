@@ -47,6 +47,9 @@ type Listen struct {
 	Webhooks string `yaml:"webhooks"` // provider webhooks, e.g. ":8080"
 	Admin    string `yaml:"admin"`    // admin API, e.g. "127.0.0.1:8081"; empty: served on Webhooks
 	Metrics  string `yaml:"metrics"`  // optional separate Prometheus listener
+	// Pprof, when set, serves Go's profiler (net/http/pprof) on this
+	// address, without authentication: keep it on loopback.
+	Pprof string `yaml:"pprof"`
 	// BodyLimit caps a webhook body; providers send kilobytes.
 	BodyLimit int `yaml:"body_limit"`
 }
@@ -123,6 +126,10 @@ type Pipeline struct {
 	CRM              string               `yaml:"crm"` // crm plugin instance
 	Pacing           Pacing               `yaml:"pacing"`
 	Deals            map[string]DealStage `yaml:"deals"` // tier → pipeline and stage
+	// Consume false makes this hub an ingest replica: it takes webhooks
+	// and queues them, and leaves processing to the replicas sharing its
+	// Redis. The benchmark measures ingest alone with it.
+	Consume *bool `yaml:"consume"`
 }
 
 // Pacing is an optional human-like pause before a reply, scaled to its

@@ -136,3 +136,20 @@ func TestEmptyConfigDefaults(t *testing.T) {
 		t.Errorf("default handoff: %+v", cfg.Handoff)
 	}
 }
+
+func TestIngestReplicaAndProfiler(t *testing.T) {
+	cfg, err := Parse("hub.yaml", []byte("listen: { pprof: \"127.0.0.1:6060\" }\npipeline: { consume: false }\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen.Pprof != "127.0.0.1:6060" || cfg.Pipeline.Consume == nil || *cfg.Pipeline.Consume {
+		t.Errorf("listen %+v, consume %v", cfg.Listen, cfg.Pipeline.Consume)
+	}
+	cfg, err = Parse("hub.yaml", []byte("pipeline: { workers: 8 }\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Pipeline.Consume != nil {
+		t.Errorf("consume defaults to unset (consuming), got %v", *cfg.Pipeline.Consume)
+	}
+}
