@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard-hub/switchboard/hub/assign"
 	"github.com/switchboard-hub/switchboard/hub/internal/hubtest"
 	"github.com/switchboard-hub/switchboard/plugins/sdk/testkit"
+	"github.com/switchboard-hub/switchboard/plugins/sdk/testplugins"
 	"github.com/switchboard-hub/switchboard/plugins/zalo/zalofake"
 )
 
@@ -70,7 +71,7 @@ func (r *receiver) find(kind, agent string) []receivedNote {
 // assignRules copies the shipped rule set with teams that work around the
 // clock (the test must not depend on the hour it runs at); lan gets her
 // notifications on her own Zalo account, the others through the webhook.
-func assignRules(t *testing.T, lanZalo string) string {
+func assignRules(t *testing.T, lanZalo, salesHours string) string {
 	t.Helper()
 	dir := t.TempDir()
 	src := examplesRules(t)
@@ -96,7 +97,7 @@ teams:
     strategy: round_robin
     capacity: 8
     members: [lan, minh, tuan]
-    hours: "24/7"
+    hours: %q
     sla: {first_response: 5m, next_response: 15m}
     escalate_to: leads
     supervisor: hoa
@@ -111,7 +112,7 @@ teams:
     strategy: capacity
     capacity: 3
     members: [hoa]
-`, lanZalo)
+`, lanZalo, salesHours)
 	if err := os.WriteFile(filepath.Join(dir, "10-teams.yaml"), []byte(teams), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +154,7 @@ handoff:
   webhook_url: %q
   webhook_secret: ${HANDOFF_SECRET}
   release_after: 2h
-`, dir, zbin, zf.PluginConfig(nil), bins.LLM, bins.CRM, assignRules(t, lanZalo), rcv.srv.URL), "HANDOFF_SECRET="+hookSecret)
+`, dir, zbin, zf.PluginConfig(nil), bins.LLM, bins.CRM, assignRules(t, lanZalo, "24/7"), rcv.srv.URL), "HANDOFF_SECRET="+hookSecret)
 	ctx := testkit.Context(t, 2*time.Minute)
 	url := h.Webhooks + "/webhooks/zalo"
 	post := func(ev zalofake.Event) {
@@ -267,5 +268,60 @@ handoff:
 	}
 	if strings.Contains(h.Log(), "ngân sách 50 triệu") || strings.Contains(h.Log(), hookSecret) {
 		t.Error("customer text or the webhook secret in the hub's log")
+	}
+}
+
+// TestOutOfHoursHandoffWaits: outside the team's hours the customer who
+// asks for a person is told when one will answer (the next opening), the
+// conversation waits in the team's queue rather than going to someone
+// who is not working, and the team hears that it waits.
+func TestOutOfHoursHandoffWaits(t *testing.T) {
+	bins := hubtest.Build(t)
+	sink := hubtest.NewSink(t)
+	const hookSecret = "handoff-hmac-secret"
+	rcv := newReceiver(t, hookSecret)
+	// The sales team works only on the day after tomorrow: closed now.
+	hcm, _ := time.LoadLocation("Asia/Ho_Chi_Minh")
+	open := time.Now().In(hcm).AddDate(0, 0, 2)
+	hours := open.Weekday().String()[:3] + " 08:00-17:00"
+	dir := t.TempDir()
+	h := hubtest.Start(t, bins, dir, fmt.Sprintf(`
+listen: { webhooks: "{{WEBHOOK}}", admin: "{{ADMIN}}" }
+store: { embedded: { path: %s/sb.db } }
+plugins:
+  - name: test
+    kind: channel
+    path: %s
+    config: { secret: %s, sink_url: %q }
+  - name: brain
+    kind: llm
+    path: %s
+rules: { dir: %s }
+pipeline: { llm: brain, lease_ttl: 2s }
+handoff: { webhook_url: %q, webhook_secret: %s }
+`, dir, bins.Channel, secret, sink.URL(), bins.LLM, assignRules(t, "84900000000", hours), rcv.srv.URL, hookSecret))
+	ctx := testkit.Context(t, time.Minute)
+	if code, err := hubtest.PostTest(ctx, h.Webhooks, "test", secret, testplugins.WebhookMessage{ID: "o1", User: "nam",
+		Text: "Cho tôi gặp nhân viên tư vấn"}); err != nil || code != 200 {
+		t.Fatalf("webhook: %d %v", code, err)
+	}
+	hubtest.Eventually(t, 30*time.Second, "the answer to the customer", func() bool { n, _ := sink.Count(); return n >= 1 })
+	msg := sink.Messages()[0].Text
+	wantDate := open.Format("02/01/2006")
+	if !strings.Contains(msg, "ngoài giờ làm việc") || !strings.Contains(msg, "08:00") || !strings.Contains(msg, wantDate) {
+		t.Errorf("the customer was not told when a person answers (want 08:00 %s): %q", wantDate, msg)
+	}
+	hubtest.Eventually(t, 30*time.Second, "the team told the conversation waits", func() bool {
+		ns := rcv.find("handoff", "minh")
+		return len(ns) == 1 && strings.Contains(ns[0].N.Text, "waiting in the queue") && ns[0].Valid
+	})
+	if n := rcv.find("assignment", "lan"); len(n) != 0 {
+		t.Errorf("assigned to an agent outside the team's hours: %+v", n)
+	}
+	if v := h.Metric("switchboard_assign_queued_total", "team", "sales"); v != 1 {
+		t.Errorf("queued metric %v", v)
+	}
+	if n, _ := sink.Count(); n != 1 {
+		t.Errorf("%d messages to the customer, want the one out-of-hours answer", n)
 	}
 }
