@@ -20,17 +20,11 @@ import (
 func init() {
 	mountAdmin = func() []app.Option {
 		return []app.Option{app.WithMount(func(a *app.App) {
-			admin.New(a, admin.Options{Assign: assignerOf(a)}).Register(a.AdminRouter())
+			admin.New(a, admin.Options{}).Register(a.AdminRouter())
 		})}
 	}
 	extraCommands = append(extraCommands, command{"keys",
 		"keys create|list|revoke [flags] --config FILE", "manage admin API keys in the hub's store", keysCmd})
-}
-
-// assignerOf returns the app's assignment service, or a nil interface (not
-// a typed nil) when there is none, so the API answers not-configured.
-func assignerOf(a *app.App) admin.Assigner {
-	return nil
 }
 
 const keysUsage = `usage:

@@ -53,8 +53,9 @@ type Assigner interface {
 
 // Options configure the API.
 type Options struct {
-	// Assign is the assignment service; nil makes the team, agent and
-	// conversation-action routes answer 503 not-configured.
+	// Assign is the assignment service; nil takes the App's. Without one
+	// (a hub without rules) the team, agent and conversation-action routes
+	// answer 503 not-configured.
 	Assign Assigner
 	// Now is the clock (time.Now).
 	Now func() time.Time
@@ -89,6 +90,10 @@ func New(a *app.App, o Options) *API {
 	}
 	if o.Heartbeat <= 0 {
 		o.Heartbeat = 15 * time.Second
+	}
+	// Not a typed nil in the interface: a hub without rules has no assigner.
+	if o.Assign == nil && a.Assign != nil {
+		o.Assign = a.Assign
 	}
 	api := &API{app: a, o: o, log: a.Log.With("component", "admin"), st: a.Store}
 	if env := a.Config.Admin.BootstrapKeyEnv; env != "" {

@@ -99,7 +99,7 @@ const (
 // get 404 for another agent's conversation or agent record; no answer to
 // an agent key may hold data of another agent's conversation.
 func TestAuthorizationMatrix(t *testing.T) {
-	h := startHub(t, hubOpts{assign: true})
+	h := startHub(t, hubOpts{})
 	keys := map[string]string{"admin": bootstrap}
 	for _, r := range []string{"supervisor", "viewer"} {
 		keys[r] = h.key(r, "")

@@ -72,7 +72,7 @@ type convDetailView struct {
 // TestFloor runs the teams, agents and conversation actions against the
 // real assignment service.
 func TestFloor(t *testing.T) {
-	h := startHub(t, hubOpts{assign: true, rules: floorRules})
+	h := startHub(t, hubOpts{rules: floorRules})
 	sup, viewer := h.key("supervisor", ""), h.key("viewer", "")
 	lan, minh := h.key("agent", "lan"), h.key("agent", "minh")
 

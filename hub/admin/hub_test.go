@@ -17,7 +17,6 @@ import (
 
 	"github.com/switchboard-hub/switchboard/hub/admin"
 	"github.com/switchboard-hub/switchboard/hub/app"
-	"github.com/switchboard-hub/switchboard/hub/assign"
 	"github.com/switchboard-hub/switchboard/hub/config"
 	"github.com/switchboard-hub/switchboard/hub/internal/hubtest"
 	"github.com/switchboard-hub/switchboard/hub/pipeline"
@@ -58,10 +57,10 @@ type hubOpts struct {
 	rateLimit int
 	extra     string // more YAML
 	now       func() time.Time
-	// assign runs the real assignment service (hub/assign) in the hub.
-	assign bool
 	// rules replaces the example rule set with this one file.
 	rules string
+	// noRules runs the hub without rules (and so without assignment).
+	noRules bool
 }
 
 func copyDir(t *testing.T, from, to string) {
@@ -102,6 +101,10 @@ func startHub(t *testing.T, o hubOpts) *testHub {
 		copyDir(t, "../../examples/rules", rulesDir)
 	}
 	sink := hubtest.NewSink(t)
+	rulesLine := "rules: {dir: " + rulesDir + "}"
+	if o.noRules {
+		rulesLine = ""
+	}
 	if o.rateLimit == 0 {
 		o.rateLimit = 100000
 	}
@@ -115,8 +118,7 @@ plugins:
   - { name: test, kind: channel, path: %s, config: { secret: %s, sink_url: %q } }
   - { name: brain, kind: llm, path: %s }
   - { name: crm, kind: crm, path: %s }
-rules:
-  dir: %s
+%s
 pipeline:
   llm: brain
   crm: crm
@@ -125,7 +127,7 @@ pipeline:
 admin:
   bootstrap_key_env: %s
   rate_limit: %d
-%s`, hubtest.FreeAddr(t), hubtest.FreeAddr(t), dir, ch, secret, sink.URL(), llm, crm, rulesDir, bootEnv, o.rateLimit, o.extra)
+%s`, hubtest.FreeAddr(t), hubtest.FreeAddr(t), dir, ch, secret, sink.URL(), llm, crm, rulesLine, bootEnv, o.rateLimit, o.extra)
 	cfg, err := config.Parse(filepath.Join(dir, "hub.yaml"), []byte(yaml), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)
@@ -141,17 +143,6 @@ admin:
 				}
 				return ""
 			}}
-		if o.assign {
-			as, err := assign.New(assign.Options{Store: a.Store, Rules: a.Rules.Current, Pipeline: a.Pipeline, Logger: a.Log, Tick: 100 * time.Millisecond})
-			if err == nil {
-				err = as.Install()
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			go as.Run(ctx)
-			ao.Assign = as
-		}
 		api = admin.New(a, ao)
 		api.Register(a.AdminRouter())
 	})
