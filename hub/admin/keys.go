@@ -87,7 +87,7 @@ type NewKey struct {
 }
 
 var (
-	keyName = regexp.MustCompile(`^[\p{L}\p{N} ._@-]{1,64}$`)
+	keyName = regexp.MustCompile(`^[\p{L}\p{N} ._@'()-]{1,64}$`)
 	agentID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	b32     = base32.StdEncoding.WithPadding(base32.NoPadding)
 )
@@ -106,7 +106,7 @@ func (n NewKey) Check() error {
 		return &FieldError{"role", err.Error()}
 	}
 	if !keyName.MatchString(n.Name) {
-		return &FieldError{"name", "a name of 1 to 64 letters, digits, spaces or ._@- is required"}
+		return &FieldError{"name", "a name of 1 to 64 letters, digits, spaces or ._@'()- is required"}
 	}
 	switch {
 	case n.Role == RoleAgent && n.Agent == "":
