@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -409,7 +410,8 @@ func TestWithoutRules(t *testing.T) {
 }
 
 func TestSystem(t *testing.T) {
-	h := startHub(t, hubOpts{})
+	metricsAddr := hubtest.FreeAddr(t)
+	h := startHub(t, hubOpts{metrics: metricsAddr})
 	viewer := h.key("viewer", "")
 	var ready struct {
 		Ready   bool
@@ -429,6 +431,20 @@ func TestSystem(t *testing.T) {
 	m := h.mustDo(200, "GET", "/metrics", viewer, nil)
 	if !strings.Contains(string(m.body), "switchboard_webhook_requests_total") && !strings.Contains(string(m.body), "go_goroutines") {
 		t.Errorf("metrics: %.300s", m.body)
+	}
+	// With listen.metrics the scraper gets its own listener, no key needed;
+	// the admin listener has no root /metrics then.
+	hubtest.Eventually(t, 10*time.Second, "the metrics listener", func() bool {
+		res, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			return false
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		return res.StatusCode == 200 && strings.Contains(string(b), "go_goroutines")
+	})
+	if r := h.do("GET", strings.TrimSuffix(h.base, admin.Prefix)+"/metrics", viewer, nil); r.status != 404 {
+		t.Errorf("root /metrics on the admin listener with listen.metrics set: %d", r.status)
 	}
 	var plugins struct {
 		Items []struct {

@@ -61,6 +61,8 @@ type hubOpts struct {
 	rules string
 	// noRules runs the hub without rules (and so without assignment).
 	noRules bool
+	// metrics is listen.metrics.
+	metrics string
 }
 
 func copyDir(t *testing.T, from, to string) {
@@ -112,6 +114,7 @@ func startHub(t *testing.T, o hubOpts) *testHub {
 listen:
   webhooks: "%s"
   admin: "%s"
+  metrics: "%s"
 store:
   embedded: { path: %s/sb.db, no_sync: true }
 plugins:
@@ -127,7 +130,7 @@ pipeline:
 admin:
   bootstrap_key_env: %s
   rate_limit: %d
-%s`, hubtest.FreeAddr(t), hubtest.FreeAddr(t), dir, ch, secret, sink.URL(), llm, crm, rulesLine, bootEnv, o.rateLimit, o.extra)
+%s`, hubtest.FreeAddr(t), hubtest.FreeAddr(t), o.metrics, dir, ch, secret, sink.URL(), llm, crm, rulesLine, bootEnv, o.rateLimit, o.extra)
 	cfg, err := config.Parse(filepath.Join(dir, "hub.yaml"), []byte(yaml), func(string) (string, bool) { return "", false })
 	if err != nil {
 		t.Fatal(err)

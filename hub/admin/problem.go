@@ -82,8 +82,9 @@ func writeProblem(c *fiber.Ctx, status int, typ, detail string, fields []*FieldE
 	return c.Status(status).Send(b)
 }
 
-// storeProblem maps store errors: unavailable is 503 (retry), a bad
-// cursor a validation error, anything else a 500 logged with the request id.
+// fail writes err as a problem: the handler's own problems as they are,
+// an unavailable store as 503 (retry), anything else as a 500 logged with
+// the request id (the client gets no internals).
 func (api *API) fail(c *fiber.Ctx, err error) error {
 	var ae *apiError
 	var fe *FieldError

@@ -161,8 +161,7 @@ func (api *API) reloadRules(c *fiber.Ctx) error {
 	if err != nil {
 		noteAudit(c, "rules", "refused; "+prev+" keeps running")
 		api.log.Warn("rules reload refused through the admin API; the running rules stay", "version", prev, "err", err)
-		pe := rulesProblem(err, eng.Dir(), "Reload refused; version "+prev+" keeps running").(*apiError)
-		return pe
+		return rulesProblem(err, eng.Dir(), "Reload refused; version "+prev+" keeps running")
 	}
 	noteAudit(c, "rules", prev+" -> "+rs.Version())
 	if rs.Version() != prev {
