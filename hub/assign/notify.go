@@ -401,7 +401,8 @@ func (d *Dispatcher) post(ctx context.Context, url string, n *Notification) erro
 	}
 	c := d.Client
 	if c == nil {
-		c = &http.Client{Timeout: 10 * time.Second}
+		// Short: deliveries run on the timer loop, which waits for them.
+		c = &http.Client{Timeout: 5 * time.Second}
 	}
 	resp, err := c.Do(req)
 	if err != nil {
