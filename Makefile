@@ -18,8 +18,10 @@ build:
 		$(GO) build -o $(BIN)/plugins/$$p ./plugins/sdk/testplugins/$$p || exit 1; \
 	done
 
+# The sandbox: the hub with fakes of Zalo, WhatsApp, HubSpot and Anthropic,
+# playing sample conversations, then running until Ctrl-C (docs/getting-started.md).
 run: build
-	$(BIN)/switchboard serve --config examples/config/quickstart.yaml
+	$(BIN)/switchboard sandbox
 
 test:
 	bash .ci/run

@@ -70,6 +70,7 @@ func sandboxCmd(args []string, stdout, stderr io.Writer) int {
 	}
 	interactive := !*noInput && isTerminal(os.Stdin)
 	sb.Running(interactive)
+	go sb.Follow(ctx)
 	if interactive {
 		go chat(ctx, sb, os.Stdin)
 	}

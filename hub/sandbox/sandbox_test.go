@@ -256,7 +256,17 @@ func TestSandboxPlaysTheScenarios(t *testing.T) {
 	if resp.StatusCode != 200 || len(list.Items) != 5 {
 		t.Errorf("GET conversations with the sandbox's key: %d, %d items", resp.StatusCode, len(list.Items))
 	}
-	sb.Running(false)
+	// Typing in the terminal after the play: a Zalo customer who asks for
+	// a person is handed to sales at once.
+	var you sandbox.ConvReport
+	sr, err := sb.Say(ctx, &you, "Cho mình gặp nhân viên tư vấn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sr.Conv.State != pipeline.StateHandedOff || sr.Conv.Team != "sales" || len(sr.Replies) != 1 || !strings.Contains(sr.Replies[0], "chuyển anh/chị sang nhân viên") {
+		t.Errorf("typed message: state %q team %q replies %q", sr.Conv.State, sr.Conv.Team, sr.Replies)
+	}
+	sb.Running(true)
 	view := out.String()
 	for _, want := range []string{"━━ Summary", "hot lead", "spam =0", "closed now", "the bot steps aside",
 		"export SB_KEY=" + sb.AdminKey, "/rules/dry-run", "/metrics"} {

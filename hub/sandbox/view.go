@@ -306,7 +306,8 @@ func (v *view) summary(s *Sandbox, rep *Report) {
 	}
 	where := "SQL CRM " + rel(s.CRMFile)
 	if s.o.CRM == CRMHubSpot {
-		where = "HubSpot (fake)"
+		where = fmt.Sprintf("HubSpot (fake): %d contacts, %d notes, %d deals", len(s.HubSpot.Objects("contacts")),
+			len(s.HubSpot.Objects("notes")), len(s.HubSpot.Objects("deals")))
 	}
 	v.printf("  CRM writes: %d contact upserts, %d notes, %d deal moves %s\n", contacts, notes, deals, v.paint(sDim, "→ "+where))
 	customers := map[string]bool{}
