@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +22,48 @@ func postgresURL() string {
 		return u
 	}
 	return "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+}
+
+// alwaysOpenRules copies the default rule set with the teams open around
+// the clock (the test runs at any hour) and a follow-up that calls a hot
+// lead back two seconds after the handoff.
+func alwaysOpenRules(t *testing.T) string {
+	t.Helper()
+	src := examplesRules(t)
+	dst := t.TempDir()
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hours := regexp.MustCompile(`(?m)^(\s+hours: ).*$`)
+	for _, e := range entries {
+		if e.IsDir() || strings.HasSuffix(e.Name(), "_test.yaml") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch e.Name() {
+		case "10-teams.yaml":
+			b = hours.ReplaceAll(b, []byte(`${1}"Mon-Sun 00:00-23:59"`))
+		case "50-followups.yaml":
+			b = append(b, []byte(`
+  - name: hot lead call
+    when: tier == "hot"
+    after: 2s
+    action: task
+    params:
+      type: call
+      assignee: assignee
+      title: Gọi lại khách nóng
+`)...)
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
 }
 
 func requirePostgres(t *testing.T) *pgx.Conn {
@@ -60,13 +104,14 @@ plugins:
     path: %s
     config: { dsn: %q, schema: %s, link_template: "https://crm.example.vn/contacts/{id}" }
 rules: { dir: %s }
+handoff: { default_status: online }
 pipeline:
   llm: brain
   crm: crm
   deals:
     warm: { pipeline: default, stage: new }
     hot: { pipeline: default, stage: qualified }
-`, dir, bins.Channel, secret, sink.URL(), bins.LLM, crmBin, postgresURL(), schema, examplesRules(t)))
+`, dir, bins.Channel, secret, sink.URL(), bins.LLM, crmBin, postgresURL(), schema, alwaysOpenRules(t)))
 
 	// Warm after the first message (need, urgent timeline), hot after the
 	// second (decision maker, budget): handed to sales, the bot steps aside.
@@ -134,6 +179,29 @@ pipeline:
 		if !strings.Contains(n, "Switchboard:") || !strings.Contains(strings.ToLower(n), "score") {
 			t.Errorf("a note without the score's explanation: %q", n)
 		}
+	}
+	// The hot lead was assigned to a salesperson, and the follow-up rule
+	// created a call task for that person in the CRM.
+	var owner, title string
+	hubtest.Eventually(t, 30*time.Second, "the follow-up task", func() bool {
+		return q("SELECT owner_id, title FROM "+schema+".tasks WHERE contact_id = $1", id).Scan(&owner, &title) == nil
+	})
+	var tasks int
+	_ = q("SELECT count(*) FROM "+schema+".tasks WHERE contact_id = $1", id).Scan(&tasks)
+	if tasks != 1 || title != "Gọi lại khách nóng" || (owner != "lan" && owner != "minh" && owner != "tuan") {
+		t.Errorf("%d tasks; owner %q title %q, want one call task for a sales agent", tasks, owner, title)
+	}
+	var conv struct {
+		Assignment *struct {
+			Agent string `json:"agent"`
+		} `json:"assignment"`
+		Assignee string `json:"assignee"`
+	}
+	if _, err := hubtest.GetJSON(h.Admin+"/admin/v1/conversations/test:test:test:hot-lead", &conv, "Authorization", "Bearer "+h.AdminKey); err != nil {
+		t.Fatal(err)
+	}
+	if conv.Assignee != owner {
+		t.Errorf("task owner %q, conversation assigned to %q", owner, conv.Assignee)
 	}
 	var deals int
 	var stage string
