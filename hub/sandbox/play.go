@@ -95,6 +95,7 @@ func (s *Sandbox) Play(ctx context.Context) (*Report, error) {
 		rep.Conversations = append(rep.Conversations, cr)
 	}
 	s.view.summary(s, rep)
+	s.played = rep
 	return rep, nil
 }
 

@@ -87,6 +87,7 @@ type Sandbox struct {
 	mu     sync.Mutex
 	cursor string            // in the audit log, for trail
 	names  map[string]string // conversation id → customer, for the view
+	played *Report
 	log    *os.File
 	cancel context.CancelFunc
 	done   chan error

@@ -256,6 +256,23 @@ func TestSandboxPlaysTheScenarios(t *testing.T) {
 	if resp.StatusCode != 200 || len(list.Items) != 5 {
 		t.Errorf("GET conversations with the sandbox's key: %d, %d items", resp.StatusCode, len(list.Items))
 	}
+	// The trail the printed command shows.
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, sb.AdminURL()+admin.Prefix+"/conversations/"+byName["Nguyễn Văn An"].Conv+"/trail", nil)
+	req.Header.Set("Authorization", "Bearer "+sb.AdminKey)
+	if resp, err = http.DefaultClient.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	var trail struct{ Items []pipeline.AuditRecord }
+	_ = json.NewDecoder(resp.Body).Decode(&trail)
+	resp.Body.Close()
+	kinds := map[string]int{}
+	for _, r := range trail.Items {
+		kinds[r.Kind]++
+	}
+	if resp.StatusCode != 200 || kinds["handoff"] != 1 || kinds["reply_sent"] != 3 || kinds["crm_deal"] != 2 {
+		t.Errorf("the hot lead's trail: %d, kinds %v", resp.StatusCode, kinds)
+	}
+
 	// Typing in the terminal after the play: a Zalo customer who asks for
 	// a person is handed to sales at once.
 	var you sandbox.ConvReport
@@ -269,7 +286,7 @@ func TestSandboxPlaysTheScenarios(t *testing.T) {
 	sb.Running(true)
 	view := out.String()
 	for _, want := range []string{"━━ Summary", "hot lead", "spam =0", "closed now", "the bot steps aside",
-		"export SB_KEY=" + sb.AdminKey, "/rules/dry-run", "/metrics"} {
+		"export SB_KEY=" + sb.AdminKey, "/rules/dry-run", "/metrics", "/conversations/" + byName["Nguyễn Văn An"].Conv + "/trail"} {
 		if !strings.Contains(view, want) {
 			t.Errorf("the view lacks %q", want)
 		}

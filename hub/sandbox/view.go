@@ -336,8 +336,12 @@ func (s *Sandbox) Running(interactive bool) {
 	v.printf("    export SB_KEY=%s\n", v.paint(sBold, s.AdminKey))
 	v.printf("  %s\n", v.paint(sDim, "# conversations, with state, score, team and assignee"))
 	v.printf("    curl -s -H \"Authorization: Bearer $SB_KEY\" %s%s/conversations\n", adm, admin.Prefix)
-	v.printf("  %s\n", v.paint(sDim, "# one conversation's trail: every effect the hub had, in order"))
-	v.printf("    curl -s -H \"Authorization: Bearer $SB_KEY\" %s%s/conversations/CONVERSATION_ID/trail\n", adm, admin.Prefix)
+	conv, who := "CONVERSATION_ID", "one conversation"
+	if s.played != nil && len(s.played.Conversations) > 0 {
+		conv, who = s.played.Conversations[0].Conv, s.played.Conversations[0].Scenario.Customer+"'s conversation"
+	}
+	v.printf("  %s\n", v.paint(sDim, "# the trail of "+who+": every effect the hub had, in order"))
+	v.printf("    curl -s -H \"Authorization: Bearer $SB_KEY\" %s%s/conversations/%s/trail\n", adm, admin.Prefix, conv)
 	v.printf("  %s\n", v.paint(sDim, "# a dry run: what the running rules decide for these facts, rule by rule"))
 	v.printf("    curl -s -H \"Authorization: Bearer $SB_KEY\" -H 'Content-Type: application/json' -X POST %s%s/rules/dry-run \\\n", adm, admin.Prefix)
 	v.printf("      -d '{\"input\":{\"message\":{\"text\":\"Tôi là giám đốc, cần báo giá gấp\"},\"lead\":{\"decision_maker\":true,\"need\":\"CRM cho 20 người\",\"timeline\":\"tuần này\",\"budget\":\"50 triệu\"}}}'\n")
