@@ -584,3 +584,64 @@ func TestDocsListEveryMetric(t *testing.T) {
 
 // notMetrics are switchboard_ names in the docs that are not metrics.
 var notMetrics = map[string]bool{}
+
+// The cookbook's recipes load together with the default rules, and its
+// test cases pass against them, as the section says.
+func TestDocsCookbookRecipes(t *testing.T) {
+	b, err := os.ReadFile("../../docs/rules.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := string(b)
+	start := strings.Index(md, "## Cookbook")
+	if start < 0 {
+		t.Fatal("docs/rules.md has no cookbook section")
+	}
+	end := strings.Index(md[start+1:], "\n## ")
+	section := md[start:]
+	if end >= 0 {
+		section = md[start : start+1+end]
+	}
+	dir := t.TempDir()
+	defaults, err := filepath.Glob("../../examples/rules/*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range defaults {
+		if strings.HasSuffix(f, "_test.yaml") {
+			continue
+		}
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	recipes, tests := 0, 0
+	for _, sn := range parseSnippets("docs/rules.md", section) {
+		if sn.lang != "yaml" {
+			continue
+		}
+		name := fmt.Sprintf("25-recipe-%02d.yaml", recipes+1)
+		if strings.Contains(sn.text, "\ntests:") || strings.HasPrefix(sn.text, "tests:") {
+			name = fmt.Sprintf("recipes_%d_test.yaml", tests+1)
+			tests++
+		} else {
+			recipes++
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(sn.text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if recipes < 5 || tests == 0 {
+		t.Fatalf("the cookbook has %d recipes and %d test files", recipes, tests)
+	}
+	if code, out, errOut := runCLI("rules", "check", dir); code != 0 {
+		t.Errorf("the cookbook's recipes with the default rules: %s%s", out, errOut)
+	}
+	if code, out, errOut := runCLI("rules", "test", dir); code != 0 {
+		t.Errorf("the cookbook's tests: %s%s", out, errOut)
+	}
+}
