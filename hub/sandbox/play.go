@@ -119,6 +119,7 @@ func (s *Sandbox) Say(ctx context.Context, you *ConvReport, text string) (StepRe
 func (s *Sandbox) step(ctx context.Context, cr *ConvReport, st Step, n, total int) (StepReport, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.prompting = false
 	sr := StepReport{Step: st}
 	prevContact := ""
 	if k := len(cr.Steps); k > 0 && cr.Steps[k-1].Conv != nil {
@@ -221,12 +222,20 @@ func (s *Sandbox) Follow(ctx context.Context) {
 		}
 		s.mu.Lock()
 		recs, err := s.trail(ctx)
+		shown := false
 		if err == nil {
 			for _, r := range recs {
 				if background[r.Kind] {
+					if !shown && s.prompting {
+						s.view.printf("\n")
+					}
 					s.view.background(r, s.names)
+					shown = true
 				}
 			}
+		}
+		if shown && s.prompting {
+			s.prompt()
 		}
 		s.mu.Unlock()
 	}

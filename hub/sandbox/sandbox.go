@@ -88,6 +88,9 @@ type Sandbox struct {
 	cursor string            // in the audit log, for trail
 	names  map[string]string // conversation id → customer, for the view
 	played *Report
+	// prompting is set while the terminal prompt waits for a line, so that
+	// background lines put it back.
+	prompting bool
 	log    *os.File
 	cancel context.CancelFunc
 	done   chan error

@@ -357,12 +357,24 @@ func (s *Sandbox) Running(interactive bool) {
 	}
 }
 
-// Prompt shows the interactive prompt.
-func (s *Sandbox) Prompt() { s.view.printf("%s ", s.view.paint(sCyan, "▸")) }
+// Prompt shows the interactive prompt; background lines printed while it
+// waits put it back.
+func (s *Sandbox) Prompt() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.prompt()
+}
+
+func (s *Sandbox) prompt() {
+	s.prompting = true
+	s.view.printf("%s ", s.view.paint(sCyan, "▸"))
+}
 
 // Errorf shows an error in the view, for failures that do not end the
 // sandbox (an interactive message that timed out).
 func (s *Sandbox) Errorf(format string, a ...any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.view.printf("  %s %s\n", s.view.paint(sRed, "✗"), fmt.Sprintf(format, a...))
 }
 
