@@ -91,9 +91,9 @@ type Sandbox struct {
 	// prompting is set while the terminal prompt waits for a line, so that
 	// background lines put it back.
 	prompting bool
-	log    *os.File
-	cancel context.CancelFunc
-	done   chan error
+	log       *os.File
+	cancel    context.CancelFunc
+	done      chan error
 }
 
 // marker marks a directory the sandbox created, so that it only ever
