@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"time"
 
@@ -76,10 +77,7 @@ func (s *Sandbox) Play(ctx context.Context) (*Report, error) {
 	n := 0
 	for i, sc := range scs {
 		s.view.scenario(i+1, len(scs), sc)
-		cr := ConvReport{Scenario: sc, User: sc.User}
-		if cr.User == "" {
-			cr.User = zalofake.NewID()
-		}
+		cr := ConvReport{Scenario: sc, User: customerID(sc)}
 		if sc.Channel == "zalo" {
 			s.Zalo.SetUserProfile(cr.User, sc.Customer)
 		}
@@ -112,6 +110,16 @@ func (s *Sandbox) Say(ctx context.Context, you *ConvReport, text string) (StepRe
 		you.Steps = append(you.Steps, sr)
 	}
 	return sr, err
+}
+
+// customerID gives each play fresh customers, so that a second play on a
+// kept store (--keep) starts new conversations: a Zalo user id, or a
+// WhatsApp number made of the script's country prefix and random digits.
+func customerID(sc Scenario) string {
+	if sc.Channel == "zalo" {
+		return zalofake.NewID()
+	}
+	return fmt.Sprintf("%s%05d", sc.User, rand.IntN(100000))
 }
 
 // step posts one message and waits until the hub has handled it: its

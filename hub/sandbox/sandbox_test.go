@@ -178,8 +178,8 @@ func TestSandboxPlaysTheScenarios(t *testing.T) {
 	expectSends(zaloTo[byName["Nguyễn Văn An"].User], 3, "the hot lead", "599.000đ", "chuyên viên tư vấn sẽ liên hệ")
 	expectSends(zaloTo[byName["Trần Thị Bình"].User], 2, "the complainer", "chăm sóc khách hàng")
 	expectSends(zaloTo[byName["Kiếm Tiền 24h"].User], 2, "the spammer")
-	expectSends(waTo["447700900123"], 1, "the out-of-hours customer", "offline right now", sb.Overlay.Opens.Format("15:04"))
-	expectSends(waTo["34600111222"], 1, "the Business App customer", "demo")
+	expectSends(waTo[byName["John Carter"].User], 1, "the out-of-hours customer", "offline right now", sb.Overlay.Opens.Format("15:04"))
+	expectSends(waTo[byName["Maria Garcia"].User], 1, "the Business App customer", "demo")
 	// The sales agent heard of the assignment on her own Zalo (the rules'
 	// notify target of each agent).
 	if n := len(zaloTo["84901000001"]) + len(zaloTo["84901000002"]) + len(zaloTo["84901000003"]); n == 0 {

@@ -5,7 +5,7 @@ type Scenario struct {
 	Title    string
 	Channel  string // plugin instance: zalo or whatsapp
 	Customer string // display name
-	User     string // WhatsApp: the wa_id; Zalo: generated when empty
+	User     string // WhatsApp: the number's first digits (the rest are random); Zalo: generated
 	Steps    []Step
 	// Expect says what the sandbox's own test checks; the view prints it
 	// as the scenario's subtitle.
@@ -50,14 +50,14 @@ func Scenarios() []Scenario {
 			},
 		},
 		{
-			Title: "Outside working hours on WhatsApp", Channel: "whatsapp", Customer: "John Carter", User: "447700900123",
+			Title: "Outside working hours on WhatsApp", Channel: "whatsapp", Customer: "John Carter", User: "4477009",
 			Expect: "asks for a person while the English desk is closed: told when it opens, queued for the desk",
 			Steps: []Step{
 				{Text: "Hi, I'd like to talk to a real person about pricing for my team"},
 			},
 		},
 		{
-			Title: "A person answers from the WhatsApp Business App", Channel: "whatsapp", Customer: "Maria Garcia", User: "34600111222",
+			Title: "A person answers from the WhatsApp Business App", Channel: "whatsapp", Customer: "Maria Garcia", User: "346001",
 			Expect: "the bot answers, a salesperson replies from the app (an echo): the bot steps aside",
 			Steps: []Step{
 				{Text: "Hello! Can you give me and my team the demo of your Pro plan?"},
