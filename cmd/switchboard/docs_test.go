@@ -645,3 +645,32 @@ func TestDocsCookbookRecipes(t *testing.T) {
 		t.Errorf("the cookbook's tests: %s%s", out, errOut)
 	}
 }
+
+var mdLink = regexp.MustCompile(`\]\(([^)\s]+)\)`)
+
+// Links between the guides, and to the repository's files, lead somewhere.
+func TestDocsLinksResolve(t *testing.T) {
+	n := 0
+	for _, file := range docFiles(t) {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, line := range strings.Split(string(b), "\n") {
+			for _, m := range mdLink.FindAllStringSubmatch(line, -1) {
+				target := m[1]
+				if strings.Contains(target, "://") || strings.HasPrefix(target, "#") || strings.HasPrefix(target, "mailto:") {
+					continue
+				}
+				target, _, _ = strings.Cut(target, "#")
+				n++
+				if _, err := os.Stat(filepath.Join(filepath.Dir(file), target)); err != nil {
+					t.Errorf("%s:%d: link to %s, which does not exist", rel(file), i+1, m[1])
+				}
+			}
+		}
+	}
+	if n < 20 {
+		t.Errorf("only %d relative links found", n)
+	}
+}
