@@ -116,7 +116,6 @@ type Pipeline struct {
 	MaxDeliveries    int                  `yaml:"max_deliveries"`   // then dead-letter
 	RetryBase        Duration             `yaml:"retry_base"`
 	RetryMax         Duration             `yaml:"retry_max"`
-	ClaimIdle        Duration             `yaml:"claim_idle"`    // reclaim a dead consumer's entries after this
 	LeaseTTL         Duration             `yaml:"lease_ttl"`     // partition ownership lease; a dead replica's partitions move after this
 	RawRetention     Duration             `yaml:"raw_retention"` // raw inbound requests kept for replay
 	AuditRetention   Duration             `yaml:"audit_retention"`
@@ -414,7 +413,6 @@ func (c *Config) setDefaults() {
 	def(&p.DedupeTTL, 7*24*time.Hour)
 	def(&p.RetryBase, 500*time.Millisecond)
 	def(&p.RetryMax, 2*time.Minute)
-	def(&p.ClaimIdle, 2*time.Minute)
 	def(&p.LeaseTTL, 10*time.Second)
 	def(&p.RawRetention, 7*24*time.Hour)
 	def(&p.AuditRetention, 90*24*time.Hour)

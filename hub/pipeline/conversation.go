@@ -34,6 +34,7 @@ type Conversation struct {
 	ContactURL string       `json:"contact_url,omitempty"`
 	DealID     string       `json:"deal_id,omitempty"`
 	Owner      string       `json:"owner,omitempty"`
+	Tags       []string     `json:"tags,omitempty"` // the CRM contact's tags, for the rules
 
 	State    string `json:"state"`
 	Team     string `json:"team,omitempty"`

@@ -410,7 +410,7 @@ func (p *Pipeline) reply(ctx context.Context, t *Task) error {
 	// Profile from the CRM, once per conversation.
 	if crm, ok := p.crm(); ok && conv.ContactID == "" {
 		if c, err := crm.GetContact(ctx, "", &conv.Contact); err == nil {
-			conv.ContactID, conv.Owner, conv.ContactURL = c.ID, c.OwnerID, c.URL
+			conv.ContactID, conv.Owner, conv.ContactURL, conv.Tags = c.ID, c.OwnerID, c.URL, c.Tags
 		} else if sdk.CodeOf(err) != sdk.CodeNotFound && sdk.IsRetryable(err) {
 			return err
 		}
@@ -454,6 +454,9 @@ func (p *Pipeline) reply(ctx context.Context, t *Task) error {
 	conv, err = p.convs.Update(ctx, t.Conv, nil, func(c *Conversation) error {
 		c.Facts = conv.Facts
 		c.ContactID, c.Owner, c.ContactURL = firstNonEmpty(c.ContactID, conv.ContactID), firstNonEmpty(c.Owner, conv.Owner), firstNonEmpty(c.ContactURL, conv.ContactURL)
+		if conv.Tags != nil {
+			c.Tags = conv.Tags
+		}
 		c.Score, c.Tier, c.Team, c.Priority = d.Score, d.Tier, d.Team, d.Priority
 		c.LastDecision, c.Explain = d, d.Explain()
 		if usage != nil && c.LastEvent != "" {
@@ -679,7 +682,7 @@ func RulesInput(c *Conversation, history []Turn, now time.Time) rules.Input {
 		Now:     now,
 		Message: rules.Message{ID: last.ID, Text: strings.Join(burst, "\n"), Channel: c.Channel, Type: "text", Time: last.At, Author: "customer"},
 		Contact: rules.Contact{ID: c.ContactID, Name: c.Contact.DisplayName, Phone: c.Contact.Phone, Email: c.Contact.Email,
-			Owner: c.Owner, Score: c.Score, Messages: c.Turns, FirstSeen: c.FirstSeen,
+			Owner: c.Owner, Tags: c.Tags, Score: c.Score, Messages: c.Turns, FirstSeen: c.FirstSeen,
 			ChannelIDs: map[string]string{c.Channel: c.Contact.UserID}},
 		Lead: rules.Lead{Intent: f.Intent, Need: f.Need, Budget: f.Budget, Timeline: f.Timeline, DecisionMaker: f.DecisionMaker,
 			Action: f.Action, Confidence: f.Confidence, LeadEstimate: f.Estimate, Extra: f.Extra},
