@@ -51,7 +51,7 @@ func New(opts ...Option) *Plugin {
 	}
 	if p.httpClient == nil {
 		// No client timeout: each call's context carries the deadline.
-		p.httpClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		p.httpClient = sdk.NewHTTPClient(0)
 	}
 	return p
 }

@@ -51,7 +51,7 @@ func WithHTTPClient(c *http.Client) Option { return func(p *CRM) { p.http = c } 
 
 // New returns an unconfigured plugin.
 func New(opts ...Option) *CRM {
-	p := &CRM{clock: realClock{}, http: &http.Client{}}
+	p := &CRM{clock: realClock{}, http: sdk.NewHTTPClient(0)}
 	for _, o := range opts {
 		o(p)
 	}

@@ -113,7 +113,7 @@ func (c *Connector) Configure(_ context.Context, req sdk.ConfigureRequest) error
 	defer c.mu.Unlock()
 	hc := c.httpClient
 	if hc == nil {
-		hc = &http.Client{}
+		hc = sdk.NewHTTPClient(0)
 	}
 	if hc.Timeout == 0 {
 		cp := *hc

@@ -105,7 +105,7 @@ func (c *Connector) Configure(ctx context.Context, req sdk.ConfigureRequest) err
 	log = log.With("plugin", "zalo", "oa_id", cfg.OAID)
 	hc := c.opts.httpClient
 	if hc == nil {
-		hc = &http.Client{Timeout: cfg.HTTPTimeout.D()}
+		hc = sdk.NewHTTPClient(cfg.HTTPTimeout.D())
 	}
 	api := &apiClient{http: hc, openapi: cfg.BaseURL.OpenAPI, oauth: cfg.BaseURL.OAuth, appID: cfg.AppID,
 		appSecret: cfg.AppSecret, rateLimitRetryAfter: cfg.RateLimitRetryAfter.D()}
