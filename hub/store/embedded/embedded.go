@@ -4,10 +4,13 @@
 // Durability. By default every write transaction is fsynced before the call
 // returns, so a 2xx given after Enqueue survives a power cut. Two knobs trade
 // that for speed:
-//   - Options.BatchDelay > 0 routes the hot writes (Enqueue, Ack, MarkOnce)
+//   - Options.BatchDelay > 0 routes the writes of the message path (queue,
+//     KV, dedupe, counters, history, timers, logs, leases, dead letters)
 //     through bbolt's Batch: concurrent callers share one commit and one
 //     fsync. Each caller still returns only after its data is on disk, but a
-//     lone caller waits up to BatchDelay first.
+//     lone caller waits up to BatchDelay first. (Before, only Enqueue, Ack
+//     and MarkOnce were batched, and every other write paid its own fsync
+//     in turn: the hub processed about 130 messages/s on this store.)
 //   - Options.NoSync skips fsync. Data is still written to the OS page cache
 //     before a call returns, so it survives the hub being killed (SIGKILL,
 //     panic) but not a kernel crash or power loss.
@@ -225,13 +228,42 @@ func (s *Store) update(op string, fn func(*bolt.Tx) error) error {
 // there makes bbolt rerun the rest of the batch.
 var errNoop = errors.New("nothing to commit")
 
-// hot is update through bbolt's Batch when enabled. fn may run more than
-// once, so it must not touch anything outside the transaction.
+// hot is update through bbolt's Batch when enabled: concurrent writers
+// share one transaction and one fsync, and each still returns only after
+// the commit. fn may run more than once, so it must not touch anything
+// outside the transaction but the variables it resets on every run.
+//
+// An expected outcome (errNoop, or an error wrapping ErrConflict,
+// ErrNotFound or ErrInvalid) must be returned before fn writes anything:
+// it is taken out of the batch, so it does not roll back the other
+// writers' work (bbolt would roll the whole batch back and rerun it).
 func (s *Store) hot(op string, fn func(*bolt.Tx) error) error {
-	if s.batch {
-		return s.wrap(op, s.db.Batch, fn)
+	if !s.batch {
+		return s.update(op, fn)
 	}
-	return s.update(op, fn)
+	var outcome error
+	err := s.wrap(op, s.db.Batch, func(tx *bolt.Tx) error {
+		outcome = nil
+		err := fn(tx)
+		if expected(err) {
+			outcome = err
+			return nil
+		}
+		return err
+	})
+	switch {
+	case err != nil:
+		return err
+	case outcome == nil || outcome == errNoop:
+		return nil
+	default:
+		return fmt.Errorf("embedded: %s: %w", op, outcome)
+	}
+}
+
+func expected(err error) bool {
+	return err != nil && (err == errNoop || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) ||
+		errors.Is(err, store.ErrInvalid))
 }
 
 func (s *Store) view(op string, fn func(*bolt.Tx) error) error {

@@ -24,6 +24,21 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// The hub's default: writes batched (batch_delay 1ms), every commit synced.
+func TestConformanceBatch(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) storetest.Opener {
+		path := filepath.Join(t.TempDir(), "switchboard.db")
+		return func() store.Store {
+			s, err := embedded.Open(embedded.Options{Path: path, Partitions: 4, BatchDelay: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = s.Close() })
+			return s
+		}
+	})
+}
+
 // The batched, unsynced configuration must behave the same.
 func TestConformanceBatchNoSync(t *testing.T) {
 	if testing.Short() {

@@ -100,7 +100,7 @@ func (s *Store) kvWrite(ctx context.Context, op, ns, key string, expect int64, v
 		return 0, fmt.Errorf("embedded: %s: %w", op, err)
 	}
 	var ver int64
-	err := s.update(op, func(tx *bolt.Tx) error {
+	err := s.hot(op, func(tx *bolt.Tx) error {
 		top := tx.Bucket(bKV)
 		b, err := top.CreateBucketIfNotExists([]byte(ns))
 		if err != nil {
@@ -158,7 +158,7 @@ func (s *Store) kvDelete(ctx context.Context, op, ns, key string, expect int64) 
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("embedded: %s: %w", op, err)
 	}
-	return s.update(op, func(tx *bolt.Tx) error {
+	return s.hot(op, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bKV).Bucket([]byte(ns))
 		old, ok, err := s.kvCurrent(b, key)
 		if err != nil {
@@ -258,7 +258,7 @@ func (s *Store) deleteExpiring(ctx context.Context, op string, bucket []byte, ki
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("embedded: %s: %w", op, err)
 	}
-	return s.update(op, func(tx *bolt.Tx) error {
+	return s.hot(op, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucket)
 		old := b.Get([]byte(key))
 		if old == nil {
@@ -281,7 +281,7 @@ func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Dura
 		return 0, fmt.Errorf("embedded: incr: %w", err)
 	}
 	var n int64
-	err := s.update("incr", func(tx *bolt.Tx) error {
+	err := s.hot("incr", func(tx *bolt.Tx) error {
 		b := tx.Bucket(bCtr)
 		old := b.Get([]byte(key))
 		oldExp, exp := expiryOf(old), int64(0)
@@ -332,7 +332,7 @@ func (s *Store) lease(ctx context.Context, op, name, owner string, ttl time.Dura
 		return false, fmt.Errorf("embedded: %s: %w", op, err)
 	}
 	var ok bool
-	err := s.update(op, func(tx *bolt.Tx) error {
+	err := s.hot(op, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bLease)
 		old := b.Get([]byte(name))
 		held := live(old, s.nowNanos())
@@ -358,7 +358,7 @@ func (s *Store) Release(ctx context.Context, name, owner string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("embedded: release: %w", err)
 	}
-	return s.update("release", func(tx *bolt.Tx) error {
+	return s.hot("release", func(tx *bolt.Tx) error {
 		b := tx.Bucket(bLease)
 		old := b.Get([]byte(name))
 		if old == nil || string(old[8:]) != owner {

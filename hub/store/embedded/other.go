@@ -59,7 +59,7 @@ func (s *Store) AppendTurn(ctx context.Context, conv string, turn []byte, keep i
 		return 0, fmt.Errorf("embedded: append-turn: %w", err)
 	}
 	var total int64
-	err := s.update("append-turn", func(tx *bolt.Tx) error {
+	err := s.hot("append-turn", func(tx *bolt.Tx) error {
 		r, old, err := s.histGet(tx, conv)
 		if err != nil {
 			return err
@@ -166,7 +166,7 @@ func (s *Store) Schedule(ctx context.Context, id string, due time.Time, payload 
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("embedded: schedule: %w", err)
 	}
-	return s.update("schedule", func(tx *bolt.Tx) error {
+	return s.hot("schedule", func(tx *bolt.Tx) error {
 		b := tx.Bucket(bTmr)
 		gen, err := b.NextSequence()
 		if err != nil {
@@ -198,7 +198,7 @@ func (s *Store) tmrDelete(ctx context.Context, op, id, claim string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("embedded: %s: %w", op, err)
 	}
-	return s.update(op, func(tx *bolt.Tx) error {
+	return s.hot(op, func(tx *bolt.Tx) error {
 		v := tx.Bucket(bTmr).Get([]byte(id))
 		if v == nil {
 			return errNoop
@@ -296,7 +296,7 @@ func (s *Store) PutDead(ctx context.Context, d store.DeadLetter) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("embedded: put-dead: %w", err)
 	}
-	return s.update("put-dead", func(tx *bolt.Tx) error {
+	return s.hot("put-dead", func(tx *bolt.Tx) error {
 		b, idx := tx.Bucket(bDead), tx.Bucket(bDeadIdx)
 		if old := b.Get([]byte(d.ID)); old != nil {
 			var o store.DeadLetter
@@ -375,7 +375,7 @@ func (s *Store) DeleteDead(ctx context.Context, id string) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("embedded: delete-dead: %w", err)
 	}
-	return s.update("delete-dead", func(tx *bolt.Tx) error {
+	return s.hot("delete-dead", func(tx *bolt.Tx) error {
 		b := tx.Bucket(bDead)
 		old := b.Get([]byte(id))
 		if old == nil {
@@ -451,7 +451,7 @@ func (s *Store) Append(ctx context.Context, log string, rec []byte, retention ti
 		return "", fmt.Errorf("embedded: append: %w", err)
 	}
 	var id string
-	err := s.update("append", func(tx *bolt.Tx) error {
+	err := s.hot("append", func(tx *bolt.Tx) error {
 		b, err := tx.Bucket(bLogs).CreateBucketIfNotExists([]byte(log))
 		if err != nil {
 			return err

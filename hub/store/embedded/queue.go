@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/switchboard-hub/switchboard/hub/store"
@@ -54,13 +55,19 @@ type pendKey struct {
 // pendState tracks a consumer's drain of its own pending entries after the
 // Store was opened: Reads return them from cursor on until none is left.
 // Reclaim shares it: entries it hands out move the cursor too, so a
-// takeover (Reclaim, then Read) returns nothing twice. Guarded by pendMu.
+// takeover (Reclaim, then Read) returns nothing twice. Its mu is held
+// across the transaction that reads and moves the cursor; different
+// partitions and consumers do not wait for each other (their writes share
+// a batch).
 type pendState struct {
+	mu     sync.Mutex
 	cursor uint64
 	done   bool
 }
 
 func (s *Store) pendState(p int, consumer string) *pendState {
+	s.pendMu.Lock()
+	defer s.pendMu.Unlock()
 	k := pendKey{p, consumer}
 	st := s.pend[k]
 	if st == nil {
@@ -182,17 +189,30 @@ func (s *Store) Read(ctx context.Context, p int, consumer string, max int, block
 type kv struct{ k, v []byte }
 
 func (s *Store) readOnce(p int, consumer string, max int) ([]store.Entry, error) {
-	// pendMu is held across the transaction: bbolt serialises write
-	// transactions anyway, and it keeps the drain cursor consistent.
-	s.pendMu.Lock()
-	defer s.pendMu.Unlock()
 	st := s.pendState(p, consumer)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.done {
+		// Nothing of our own left to drain: look before taking part in a
+		// write, so an idle poll costs no commit.
+		var fresh bool
+		if err := s.view("read", func(tx *bolt.Tx) error {
+			k, _ := partBucket(tx, p).Cursor().Last()
+			fresh = k != nil && u64of(k) > lastDelivered(tx, p)
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+		if !fresh {
+			return []store.Entry{}, nil
+		}
+	}
 	var (
 		out       []store.Entry
 		newCursor uint64
 		drained   bool
 	)
-	err := s.update("read", func(tx *bolt.Tx) error {
+	err := s.hot("read", func(tx *bolt.Tx) error {
 		out, newCursor, drained = out[:0], 0, false
 		now := s.nowNanos()
 		b := partBucket(tx, p)
@@ -324,9 +344,9 @@ func (s *Store) Reclaim(ctx context.Context, p int, consumer string, minIdle tim
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("embedded: reclaim: %w", err)
 	}
-	s.pendMu.Lock()
-	defer s.pendMu.Unlock()
 	st := s.pendState(p, consumer)
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	var (
 		out       []store.Entry
 		visited   uint64
