@@ -58,7 +58,7 @@ func (s *Store) lease(ctx context.Context, op string, script *redis.Script, name
 	if name == "" || owner == "" || ttl <= 0 {
 		return false, invalid(op, "name and owner must be set and ttl > 0")
 	}
-	n, err := script.Run(ctx, s.rdb, []string{s.leaseKey(name)}, owner, ms(ttl)).Int()
+	n, err := script.Run(ctx, s.c, []string{s.leaseKey(name)}, owner, ms(ttl)).Int()
 	if err != nil {
 		return false, s.wrap(op, err)
 	}
@@ -70,7 +70,7 @@ func (s *Store) Release(ctx context.Context, name, owner string) error {
 	if name == "" || owner == "" {
 		return invalid("release", "name and owner must be set")
 	}
-	return s.wrap("release", releaseScript.Run(ctx, s.rdb, []string{s.leaseKey(name)}, owner).Err())
+	return s.wrap("release", releaseScript.Run(ctx, s.c, []string{s.leaseKey(name)}, owner).Err())
 }
 
 // KV. A value is a hash {v, ver}; versions come from a per-namespace
@@ -137,7 +137,7 @@ func (s *Store) Get(ctx context.Context, ns, key string) ([]byte, int64, error) 
 		return nil, 0, err
 	}
 	val, _, _ := s.kvKeys(ns, key)
-	res, err := s.rdb.HMGet(ctx, val, "v", "ver").Result()
+	res, err := s.c.HMGet(ctx, val, "v", "ver").Result()
 	if err != nil {
 		return nil, 0, s.wrap("get", err)
 	}
@@ -171,7 +171,7 @@ func (s *Store) kvSet(ctx context.Context, op, ns, key string, expect int64, val
 		return 0, err
 	}
 	v, idx, seq := s.kvKeys(ns, key)
-	res, err := kvSetScript.Run(ctx, s.rdb, []string{v, idx, seq}, expect, val, ms(ttl), key).Int64Slice()
+	res, err := kvSetScript.Run(ctx, s.c, []string{v, idx, seq}, expect, val, ms(ttl), key).Int64Slice()
 	if err != nil {
 		return 0, s.wrap(op, err)
 	}
@@ -202,7 +202,7 @@ func (s *Store) kvDel(ctx context.Context, op, ns, key string, expect int64) err
 		return err
 	}
 	v, idx, _ := s.kvKeys(ns, key)
-	n, err := kvDelScript.Run(ctx, s.rdb, []string{v, idx}, expect, key).Int()
+	n, err := kvDelScript.Run(ctx, s.c, []string{v, idx}, expect, key).Int()
 	if err != nil {
 		return s.wrap(op, err)
 	}
@@ -231,7 +231,7 @@ func (s *Store) List(ctx context.Context, ns, prefix, cursor string, limit int) 
 	items := make([]store.Item, 0, limit)
 	batch := int64(limit + 1)
 	for {
-		keys, err := s.rdb.ZRangeByLex(ctx, idx, &redis.ZRangeBy{Min: min, Max: "+", Count: batch}).Result()
+		keys, err := s.c.ZRangeByLex(ctx, idx, &redis.ZRangeBy{Min: min, Max: "+", Count: batch}).Result()
 		if err != nil {
 			return nil, "", s.wrap("list", err)
 		}
@@ -258,7 +258,7 @@ func (s *Store) List(ctx context.Context, ns, prefix, cursor string, limit int) 
 				ver, ok2 := res[1].(string)
 				if !ok1 || !ok2 {
 					vk, _, _ := s.kvKeys(ns, k)
-					if err := kvPruneScript.Run(ctx, s.rdb, []string{vk, idx}, k).Err(); err != nil && !errors.Is(err, redis.Nil) {
+					if err := kvPruneScript.Run(ctx, s.c, []string{vk, idx}, k).Err(); err != nil && !errors.Is(err, redis.Nil) {
 						return nil, "", s.wrap("list", err)
 					}
 					continue
@@ -286,7 +286,7 @@ func (s *Store) MarkOnce(ctx context.Context, key string, ttl time.Duration) (bo
 	if key == "" || ttl <= 0 {
 		return false, invalid("mark-once", "key must be set and ttl > 0")
 	}
-	ok, err := s.rdb.SetNX(ctx, s.onceKey(key), 1, ttl).Result()
+	ok, err := s.c.SetNX(ctx, s.onceKey(key), 1, ttl).Result()
 	return ok, s.wrap("mark-once", err)
 }
 
@@ -295,7 +295,7 @@ func (s *Store) Forget(ctx context.Context, key string) error {
 	if key == "" {
 		return invalid("forget", "empty key")
 	}
-	return s.wrap("forget", s.rdb.Del(ctx, s.onceKey(key)).Err())
+	return s.wrap("forget", s.c.Del(ctx, s.onceKey(key)).Err())
 }
 
 // Counters.
@@ -315,7 +315,7 @@ func (s *Store) Incr(ctx context.Context, key string, delta int64, ttl time.Dura
 	if key == "" {
 		return 0, invalid("incr", "empty key")
 	}
-	n, err := incrScript.Run(ctx, s.rdb, []string{s.ctrKey(key)}, delta, ms(ttl)).Int64()
+	n, err := incrScript.Run(ctx, s.c, []string{s.ctrKey(key)}, delta, ms(ttl)).Int64()
 	return n, s.wrap("incr", err)
 }
 
@@ -324,7 +324,7 @@ func (s *Store) GetCounter(ctx context.Context, key string) (int64, error) {
 	if key == "" {
 		return 0, invalid("get-counter", "empty key")
 	}
-	n, err := s.rdb.Get(ctx, s.ctrKey(key)).Int64()
+	n, err := s.c.Get(ctx, s.ctrKey(key)).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
 	}

@@ -43,7 +43,7 @@ func (s *Store) AppendTurn(ctx context.Context, conv string, turn []byte, keep i
 		return 0, invalid("append-turn", "empty conversation")
 	}
 	t, n := s.histKeys(conv)
-	total, err := appendTurnScript.Run(ctx, s.rdb, []string{t, n}, turn, max(keep, 0), ms(ttl)).Int64()
+	total, err := appendTurnScript.Run(ctx, s.c, []string{t, n}, turn, max(keep, 0), ms(ttl)).Int64()
 	return total, s.wrap("append-turn", err)
 }
 
@@ -53,7 +53,7 @@ func (s *Store) History(ctx context.Context, conv string) ([][]byte, error) {
 		return nil, invalid("history", "empty conversation")
 	}
 	t, _ := s.histKeys(conv)
-	res, err := s.rdb.LRange(ctx, t, 0, -1).Result()
+	res, err := s.c.LRange(ctx, t, 0, -1).Result()
 	if err != nil {
 		return nil, s.wrap("history", err)
 	}
@@ -70,7 +70,7 @@ func (s *Store) TurnCount(ctx context.Context, conv string) (int64, error) {
 		return 0, invalid("turn-count", "empty conversation")
 	}
 	_, n := s.histKeys(conv)
-	total, err := s.rdb.Get(ctx, n).Int64()
+	total, err := s.c.Get(ctx, n).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, nil
 	}
@@ -83,7 +83,7 @@ func (s *Store) DeleteHistory(ctx context.Context, conv string) error {
 		return invalid("delete-history", "empty conversation")
 	}
 	t, n := s.histKeys(conv)
-	return s.wrap("delete-history", s.rdb.Del(ctx, t, n).Err())
+	return s.wrap("delete-history", s.c.Del(ctx, t, n).Err())
 }
 
 // Timers: one zset scored by when each timer is next looked at (its due
@@ -139,7 +139,7 @@ func (s *Store) Schedule(ctx context.Context, id string, due time.Time, payload 
 	if id == "" {
 		return invalid("schedule", "empty timer id")
 	}
-	return s.wrap("schedule", scheduleScript.Run(ctx, s.rdb, s.tmrKeys(), id, due.UnixMilli(), payload).Err())
+	return s.wrap("schedule", scheduleScript.Run(ctx, s.c, s.tmrKeys(), id, due.UnixMilli(), payload).Err())
 }
 
 // Cancel implements store.Timers.
@@ -147,7 +147,7 @@ func (s *Store) Cancel(ctx context.Context, id string) error {
 	if id == "" {
 		return invalid("cancel", "empty timer id")
 	}
-	return s.wrap("cancel", cancelScript.Run(ctx, s.rdb, s.tmrKeys(), id).Err())
+	return s.wrap("cancel", cancelScript.Run(ctx, s.c, s.tmrKeys(), id).Err())
 }
 
 // Done implements store.Timers.
@@ -155,7 +155,7 @@ func (s *Store) Done(ctx context.Context, id, claim string) error {
 	if id == "" || claim == "" {
 		return invalid("done", "timer id and claim must be set")
 	}
-	n, err := doneScript.Run(ctx, s.rdb, s.tmrKeys(), id, claim).Int()
+	n, err := doneScript.Run(ctx, s.c, s.tmrKeys(), id, claim).Int()
 	if err != nil {
 		return s.wrap("done", err)
 	}
@@ -170,7 +170,7 @@ func (s *Store) ClaimDue(ctx context.Context, now time.Time, max int, lease time
 	if max <= 0 || lease <= 0 {
 		return nil, invalid("claim-due", "max and lease must be > 0")
 	}
-	res, err := claimScript.Run(ctx, s.rdb, s.tmrKeys(), now.UnixMilli(), max, ms(lease)).Slice()
+	res, err := claimScript.Run(ctx, s.c, s.tmrKeys(), now.UnixMilli(), max, ms(lease)).Slice()
 	if err != nil {
 		return nil, s.wrap("claim-due", err)
 	}
@@ -235,7 +235,7 @@ func (s *Store) PutDead(ctx context.Context, d store.DeadLetter) error {
 	if err != nil {
 		return fmt.Errorf("redisstore: put-dead: %w", err)
 	}
-	return s.wrap("put-dead", putDeadScript.Run(ctx, s.rdb, s.deadKeys(), d.ID, v, deadMember(d.At, d.ID)).Err())
+	return s.wrap("put-dead", putDeadScript.Run(ctx, s.c, s.deadKeys(), d.ID, v, deadMember(d.At, d.ID)).Err())
 }
 
 // ListDead implements store.DeadLetters.
@@ -248,7 +248,7 @@ func (s *Store) ListDead(ctx context.Context, cursor string, limit int) ([]store
 	if cursor != "" {
 		min = "(" + cursor
 	}
-	members, err := s.rdb.ZRangeByLex(ctx, k[2], &redis.ZRangeBy{Min: min, Max: "+", Count: int64(limit + 1)}).Result()
+	members, err := s.c.ZRangeByLex(ctx, k[2], &redis.ZRangeBy{Min: min, Max: "+", Count: int64(limit + 1)}).Result()
 	if err != nil {
 		return nil, "", s.wrap("list-dead", err)
 	}
@@ -263,7 +263,7 @@ func (s *Store) ListDead(ctx context.Context, cursor string, limit int) ([]store
 	for i, m := range members {
 		_, ids[i], _ = strings.Cut(m, ":")
 	}
-	vals, err := s.rdb.HMGet(ctx, k[0], ids...).Result()
+	vals, err := s.c.HMGet(ctx, k[0], ids...).Result()
 	if err != nil {
 		return nil, "", s.wrap("list-dead", err)
 	}
@@ -285,7 +285,7 @@ func (s *Store) ListDead(ctx context.Context, cursor string, limit int) ([]store
 // GetDead implements store.DeadLetters.
 func (s *Store) GetDead(ctx context.Context, id string) (store.DeadLetter, error) {
 	var d store.DeadLetter
-	js, err := s.rdb.HGet(ctx, s.deadKeys()[0], id).Bytes()
+	js, err := s.c.HGet(ctx, s.deadKeys()[0], id).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return d, fmt.Errorf("redisstore: get-dead %s: %w", id, store.ErrNotFound)
 	}
@@ -303,7 +303,7 @@ func (s *Store) DeleteDead(ctx context.Context, id string) error {
 	if id == "" {
 		return invalid("delete-dead", "empty dead letter id")
 	}
-	return s.wrap("delete-dead", deleteDeadScript.Run(ctx, s.rdb, s.deadKeys(), id).Err())
+	return s.wrap("delete-dead", deleteDeadScript.Run(ctx, s.c, s.deadKeys(), id).Err())
 }
 
 // Logs: a stream per log; Append trims with an exact MINID so retention
@@ -322,7 +322,7 @@ func (s *Store) Append(ctx context.Context, log string, rec []byte, retention ti
 	if retention > 0 {
 		args.MinID = strconv.FormatInt(time.Now().Add(-retention).UnixMilli(), 10)
 	}
-	id, err := s.rdb.XAdd(ctx, args).Result()
+	id, err := s.c.XAdd(ctx, args).Result()
 	return id, s.wrap("append", err)
 }
 
@@ -348,7 +348,7 @@ func (s *Store) Range(ctx context.Context, log string, r store.LogRange) ([]stor
 	if !r.To.IsZero() {
 		end = strconv.FormatInt(max(r.To.UnixMilli(), 0), 10)
 	}
-	msgs, err := s.rdb.XRangeN(ctx, s.logKey(log), start, end, int64(limit+1)).Result()
+	msgs, err := s.c.XRangeN(ctx, s.logKey(log), start, end, int64(limit+1)).Result()
 	if err != nil {
 		if strings.Contains(err.Error(), "Invalid stream ID") {
 			return nil, "", invalid("range", err.Error())

@@ -70,7 +70,7 @@ func (s *Store) checkPartition(op string, p int) error {
 // setting (use "everysec" or "always" for the delivery promise).
 func (s *Store) Enqueue(ctx context.Context, key string, payload []byte) (string, error) {
 	p := s.PartitionOf(key)
-	sid, err := s.rdb.XAdd(ctx, &redis.XAddArgs{
+	sid, err := s.c.XAdd(ctx, &redis.XAddArgs{
 		Stream: s.qKey(p),
 		ID:     "*",
 		Values: []any{"k", key, "p", payload},
@@ -219,7 +219,7 @@ func (s *Store) readPending(ctx context.Context, p int, consumer, cursor string,
 		return nil, "", nil
 	}
 	// Reading history increments the delivery counts; XPENDING tells them.
-	pend, err := s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+	pend, err := s.c.XPendingExt(ctx, &redis.XPendingExtArgs{
 		Stream: key, Group: s.group, Consumer: consumer,
 		Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: int64(len(msgs)),
 	}).Result()
@@ -240,7 +240,7 @@ func (s *Store) readPending(ctx context.Context, p int, consumer, cursor string,
 		out = append(out, s.entry(p, m, int(max64(counts[m.ID], 1))))
 	}
 	if len(gone) > 0 {
-		if err := s.rdb.XAck(ctx, key, s.group, gone...).Err(); err != nil {
+		if err := s.c.XAck(ctx, key, s.group, gone...).Err(); err != nil {
 			return nil, "", s.wrap("read pending", err)
 		}
 	}
@@ -294,7 +294,7 @@ func (s *Store) Ack(ctx context.Context, p int, ids ...string) error {
 		}
 		args = append(args, sid)
 	}
-	return s.wrap("ack", ackScript.Run(ctx, s.rdb, []string{s.qKey(p)}, args...).Err())
+	return s.wrap("ack", ackScript.Run(ctx, s.c, []string{s.qKey(p)}, args...).Err())
 }
 
 // reclaimPage is how many pending entries one XPENDING call looks at.
@@ -327,7 +327,7 @@ func (s *Store) Reclaim(ctx context.Context, p int, consumer string, minIdle tim
 	}
 walk:
 	for {
-		pend, err := s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{
+		pend, err := s.c.XPendingExt(ctx, &redis.XPendingExtArgs{
 			Stream: key, Group: s.group, Idle: idle,
 			Start: start, End: "+", Count: reclaimPage,
 		}).Result()
@@ -367,7 +367,7 @@ walk:
 		if len(c.ids) == 0 {
 			continue
 		}
-		got, err := s.rdb.XClaim(ctx, &redis.XClaimArgs{
+		got, err := s.c.XClaim(ctx, &redis.XClaimArgs{
 			Stream: key, Group: s.group, Consumer: consumer, MinIdle: c.minIdle, Messages: c.ids,
 		}).Result()
 		if err != nil {

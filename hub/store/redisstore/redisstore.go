@@ -62,7 +62,13 @@ type Options struct {
 
 // Store implements store.Store on Redis.
 type Store struct {
-	rdb       redis.UniversalClient
+	rdb redis.UniversalClient
+	// c runs the single commands and scripts: go-redis's autopipeliner on
+	// rdb, which sends the commands of concurrent callers together, one
+	// write and one read for many (the hub issues dozens per message from
+	// hundreds of goroutines). Blocking reads and explicit pipelines use
+	// rdb. Each call still returns only once Redis answered it.
+	c         redis.UniversalClient
 	ownClient bool
 	prefix    string
 	parts     int
@@ -102,6 +108,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		}
 		s.rdb, s.ownClient = rdb, true
 	}
+	s.c = autoPipeline(s.rdb)
 	for p := 0; p < s.parts; p++ {
 		if err := s.createGroup(ctx, p); err != nil {
 			_ = s.Close()
@@ -166,13 +173,36 @@ func newClient(opts Options) (redis.UniversalClient, error) {
 	return nil, fmt.Errorf("redisstore: URL scheme %q: %w", scheme, store.ErrInvalid)
 }
 
+// autoPipeline returns the client's shared blocking autopipeliner (a single
+// ordered batch stream: a lone command goes at once, concurrent ones are
+// sent together), or the client itself when it has none. The client's
+// Close stops it.
+func autoPipeline(rdb redis.UniversalClient) redis.UniversalClient {
+	var (
+		ap  *redis.AutoPipeliner
+		err error
+	)
+	switch c := rdb.(type) {
+	case *redis.Client:
+		ap, err = c.AutoPipeline()
+	case *redis.ClusterClient:
+		ap, err = c.AutoPipeline()
+	default:
+		return rdb
+	}
+	if err != nil {
+		return rdb
+	}
+	return ap
+}
+
 // Client is the underlying client, for callers that share it (the admin
 // API's rate limiter).
 func (s *Store) Client() redis.UniversalClient { return s.rdb }
 
 // Ping implements store.Store.
 func (s *Store) Ping(ctx context.Context) error {
-	return s.wrap("ping", s.rdb.Ping(ctx).Err())
+	return s.wrap("ping", s.c.Ping(ctx).Err())
 }
 
 // Close implements store.Store. A Client given in Options stays open.
