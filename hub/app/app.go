@@ -93,7 +93,9 @@ func New(ctx context.Context, cfg *config.Config, logOut io.Writer, opts ...Opti
 		specs = append(specs, pluginhost.Spec{Name: p.Name, Kind: sdk.Kind(p.Kind), Path: p.Path, SHA256: p.SHA256,
 			Env: p.Env, Config: p.ConfigJSON, CallTimeout: p.CallTimeout.D()})
 	}
+	ph := cfg.PluginHost
 	a.Plugins = pluginhost.New(pluginhost.Options{Logger: a.Log, HubVersion: version.Version, Registerer: a.Registry,
+		MinBackoff: ph.MinBackoff.D(), MaxBackoff: ph.MaxBackoff.D(), CrashLoopCount: ph.CrashLoop, CrashLoopIn: ph.CrashLoopWindow.D(),
 		Backend: func(instance string) sdk.HostBackend {
 			return &hostBackend{s: st, ns: "plugin:" + instance, log: a.Log.With("plugin", instance)}
 		}})

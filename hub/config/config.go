@@ -35,6 +35,8 @@ type Config struct {
 	Admin    Admin          `yaml:"admin"`
 	Log      Log            `yaml:"log"`
 	Handoff  HandoffOptions `yaml:"handoff"`
+	// PluginHost tunes the supervision of plugin processes.
+	PluginHost PluginHost `yaml:"plugin_host"`
 
 	// File is the path the config was read from; relative paths in it are
 	// resolved against its directory.
@@ -97,6 +99,17 @@ type Plugin struct {
 	// ConfigJSON is Config with secrets resolved, as the plugin gets it.
 	ConfigJSON json.RawMessage `yaml:"-"`
 	Line       int             `yaml:"-"`
+}
+
+// PluginHost tunes how crashed plugin processes are restarted. Zero values
+// take the defaults noted.
+type PluginHost struct {
+	MinBackoff Duration `yaml:"min_backoff"` // first restart after a crash (200ms), doubling per failure in a row
+	MaxBackoff Duration `yaml:"max_backoff"` // cap of the backoff, and the wait in a crash loop (30s)
+	// CrashLoop crashes within CrashLoopWindow (5 in 1m) make a crash loop:
+	// the plugin is reported crash_loop and restarted only every MaxBackoff.
+	CrashLoop       int      `yaml:"crash_loop"`
+	CrashLoopWindow Duration `yaml:"crash_loop_window"`
 }
 
 // Rules points at the rules directory.
@@ -498,6 +511,9 @@ func (c *Config) validate() Errors {
 	}
 	if n := c.Pipeline.CRM; n != "" && kindOf[n] != "crm" {
 		add(0, "pipeline.crm %q is not a crm plugin instance", n)
+	}
+	if h := c.PluginHost; h.MinBackoff < 0 || h.MaxBackoff < 0 || h.CrashLoop < 0 || h.CrashLoopWindow < 0 {
+		add(0, "plugin_host: backoffs, crash_loop and crash_loop_window must not be negative")
 	}
 	if c.Admin.RateLimit < 0 {
 		add(0, "admin.rate_limit %d must be a positive number of requests per minute per key", c.Admin.RateLimit)

@@ -153,3 +153,16 @@ func TestIngestReplicaAndProfiler(t *testing.T) {
 		t.Errorf("consume defaults to unset (consuming), got %v", *cfg.Pipeline.Consume)
 	}
 }
+
+func TestPluginHost(t *testing.T) {
+	cfg, err := Parse("hub.yaml", []byte("plugin_host: { min_backoff: 50ms, max_backoff: 2s, crash_loop: 1000, crash_loop_window: 10s }\n"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := cfg.PluginHost; h.MinBackoff.D() != 50*time.Millisecond || h.MaxBackoff.D() != 2*time.Second || h.CrashLoop != 1000 || h.CrashLoopWindow.D() != 10*time.Second {
+		t.Errorf("plugin_host %+v", h)
+	}
+	if _, err := Parse("hub.yaml", []byte("plugin_host: { crash_loop: -1 }\n"), env(nil)); err == nil {
+		t.Error("a negative crash_loop was accepted")
+	}
+}
