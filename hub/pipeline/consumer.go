@@ -363,7 +363,8 @@ func (c *coordinator) runLane(pt *partition, key string, l *lane) {
 }
 
 // handle runs one entry to completion: processed and acked, dead-lettered
-// and acked, or (on shutdown) left pending.
+// and acked, or (on shutdown) left pending. The caller holds a worker
+// (p.sem) and still holds one when handle returns.
 func (p *Pipeline) handle(ctx context.Context, e store.Entry) {
 	start := p.now()
 	task, err := decodeTask(e.Payload)
@@ -391,7 +392,11 @@ func (p *Pipeline) handle(ctx context.Context, e store.Entry) {
 		}
 		wait := p.backoff(attempt, err)
 		p.log.Warn("task failed; retrying", "conv", task.Conv, "kind", task.Kind, "attempt", attempt, "wait", wait, "err", err)
+		// A task waiting for its retry holds its lane (its conversation's
+		// order), not a worker: other conversations run meanwhile.
+		<-p.sem
 		sleepCtx(ctx, wait)
+		p.sem <- struct{}{}
 		if ctx.Err() != nil {
 			return
 		}

@@ -1,0 +1,109 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard-hub/switchboard/hub/store/embedded"
+	"github.com/switchboard-hub/switchboard/plugins/sdk"
+)
+
+type fakeChannel struct {
+	mu   sync.Mutex
+	sent map[string]time.Time // conversation key → first send
+}
+
+func (c *fakeChannel) Send(_ context.Context, m *sdk.Outbound) (*sdk.SendResult, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.sent[m.ConversationKey]; !ok {
+		c.sent[m.ConversationKey] = time.Now()
+	}
+	return &sdk.SendResult{ProviderMessageID: "p-" + m.IdempotencyKey, AcceptedAt: time.Now()}, nil
+}
+
+func (c *fakeChannel) sentAt(conv string) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.sent[conv]
+	return t, ok
+}
+
+// rateLimitedLLM answers every conversation but "slow", which it turns
+// away with a long retry-after until allowed.
+type rateLimitedLLM struct{ allow chan struct{} }
+
+func (l *rateLimitedLLM) Generate(_ context.Context, req *sdk.GenerateRequest) (*sdk.GenerateResponse, error) {
+	if strings.HasSuffix(req.ConversationKey, ":slow") {
+		select {
+		case <-l.allow:
+		default:
+			return nil, sdk.RateLimited(errors.New("busy"), 2*time.Second)
+		}
+	}
+	return &sdk.GenerateResponse{Text: "ok"}, nil
+}
+
+type fakePlugins struct {
+	ch  *fakeChannel
+	llm LLMPlugin
+}
+
+func (f fakePlugins) Channel(string) (ChannelPlugin, bool) { return f.ch, true }
+func (f fakePlugins) CRM(string) (CRMPlugin, bool)         { return nil, false }
+func (f fakePlugins) LLM(string) (LLMPlugin, bool)         { return f.llm, true }
+
+// A task waiting out a retry-after does not hold a worker: with one
+// worker, another conversation's message is answered meanwhile.
+func TestRetryBackoffFreesTheWorker(t *testing.T) {
+	st, err := embedded.Open(embedded.Options{Path: filepath.Join(t.TempDir(), "sb.db"), BatchDelay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ch := &fakeChannel{sent: map[string]time.Time{}}
+	llm := &rateLimitedLLM{allow: make(chan struct{})}
+	p := New(Options{Store: st, Plugins: fakePlugins{ch: ch, llm: llm}, LLM: "brain", Workers: 1, RetryBase: 10 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = p.Run(ctx, time.Second); close(done) }()
+	defer func() { cancel(); <-done }()
+	enqueue := func(key string) {
+		t.Helper()
+		ev := &sdk.Event{ID: key + "-1", Kind: sdk.EventMessage, ConversationKey: key, Author: sdk.AuthorCustomer,
+			Direction: sdk.DirectionInbound, Contact: sdk.Identity{Channel: "test", UserID: key}, Message: &sdk.Message{Type: "text", Text: "xin chào"}}
+		if _, err := p.Enqueue(ctx, &Task{Kind: TaskEvent, Instance: "test", Conv: ConvID("test", key), Event: ev, ReceivedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enqueue("test:slow")
+	enqueue("test:fast")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := ch.sentAt("test:fast"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the other conversation was not answered while the first waited for its retry")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, ok := ch.sentAt("test:slow"); ok {
+		t.Fatal("the rate-limited conversation was answered before it was allowed")
+	}
+	close(llm.allow)
+	for {
+		if _, ok := ch.sentAt("test:slow"); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the rate-limited conversation was never answered")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
