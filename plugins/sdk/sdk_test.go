@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/switchboard-hub/switchboard/plugins/sdk"
 	"github.com/switchboard-hub/switchboard/plugins/sdk/testkit"
+	"github.com/switchboard-hub/switchboard/plugins/sdk/testplugins"
 )
 
 // errChannel returns, from Send, the error named by the message text, and
@@ -228,5 +230,22 @@ func BenchmarkPluginRoundTrip(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// A webhook whose header or path is not valid UTF-8 (anyone can send one)
+// still reaches the plugin, which refuses it; it must not fail to cross
+// the wire (the hub would answer 503 and the sender retry for ever).
+func TestWebhookWithInvalidUTF8CrossesTheWire(t *testing.T) {
+	ch := testkit.StartChannel(t, testplugins.NewChannel())
+	ctx := testkit.Context(t, 10*time.Second)
+	res, err := ch.HandleWebhook(ctx, &sdk.WebhookRequest{Method: "POST", Path: "/webhooks/test\xff", RawQuery: "a=\xfe",
+		Header: http.Header{testplugins.SignatureHeader: {"mac=\xff\xfe"}, "X-Other\xff": {"ok", "\xc0\x80"}},
+		Body: []byte("{\"messages\":[]}\xff"), ReceivedAt: time.Now()})
+	if err != nil {
+		t.Fatalf("HandleWebhook: %v", err)
+	}
+	if res.Response.Status != 401 {
+		t.Errorf("status %d, want 401 (bad signature)", res.Response.Status)
 	}
 }

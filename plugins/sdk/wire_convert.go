@@ -2,7 +2,9 @@ package sdk
 
 import (
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -30,9 +32,27 @@ func tsFrom(t *timestamppb.Timestamp) time.Time {
 func headersTo(h http.Header) []*pb.Header {
 	out := make([]*pb.Header, 0, len(h))
 	for k, v := range h {
-		out = append(out, &pb.Header{Name: k, Values: v})
+		for i, x := range v {
+			if !utf8.ValidString(x) {
+				v = append([]string(nil), v...)
+				v[i] = validUTF8(x)
+			}
+		}
+		out = append(out, &pb.Header{Name: validUTF8(k), Values: v})
 	}
 	return out
+}
+
+// validUTF8 replaces invalid UTF-8 in s: protobuf strings must be valid,
+// and a request carrying a header like "X-Sig: \xff" (anyone can send
+// one) would otherwise fail to cross the wire, the hub would answer 503
+// and the sender retry it for ever. No valid signature or provider header
+// needs bytes outside UTF-8.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 func headersFrom(hs []*pb.Header) http.Header {
@@ -90,8 +110,8 @@ func factsFrom(p *pb.LeadFacts) LeadFacts {
 // ---- channel
 
 func webhookRequestTo(r *WebhookRequest) *pb.WebhookRequest {
-	return &pb.WebhookRequest{Method: r.Method, Path: r.Path, RawQuery: r.RawQuery, Headers: headersTo(r.Header),
-		Body: r.Body, RemoteAddr: r.RemoteAddr, RequestId: r.RequestID, ReceivedAt: tsTo(r.ReceivedAt)}
+	return &pb.WebhookRequest{Method: validUTF8(r.Method), Path: validUTF8(r.Path), RawQuery: validUTF8(r.RawQuery), Headers: headersTo(r.Header),
+		Body: r.Body, RemoteAddr: validUTF8(r.RemoteAddr), RequestId: validUTF8(r.RequestID), ReceivedAt: tsTo(r.ReceivedAt)}
 }
 
 func webhookRequestFrom(p *pb.WebhookRequest) *WebhookRequest {
