@@ -241,7 +241,7 @@ func TestWebhookWithInvalidUTF8CrossesTheWire(t *testing.T) {
 	ctx := testkit.Context(t, 10*time.Second)
 	res, err := ch.HandleWebhook(ctx, &sdk.WebhookRequest{Method: "POST", Path: "/webhooks/test\xff", RawQuery: "a=\xfe",
 		Header: http.Header{testplugins.SignatureHeader: {"mac=\xff\xfe"}, "X-Other\xff": {"ok", "\xc0\x80"}},
-		Body: []byte("{\"messages\":[]}\xff"), ReceivedAt: time.Now()})
+		Body:   []byte("{\"messages\":[]}\xff"), ReceivedAt: time.Now()})
 	if err != nil {
 		t.Fatalf("HandleWebhook: %v", err)
 	}
