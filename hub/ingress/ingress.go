@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -40,6 +41,11 @@ type Options struct {
 	// PluginTimeout bounds the plugin's verify-and-parse; providers want an
 	// answer within seconds (Zalo: 2 s) and retry otherwise.
 	PluginTimeout time.Duration
+	// StoreTimeout bounds storing the events of one request (30 s). It is
+	// separate from PluginTimeout: a provider's batch of thousands of
+	// messages takes longer to store than a plugin takes to parse it, and
+	// cutting it short would answer 503 to the same batch for ever.
+	StoreTimeout time.Duration
 	Now           func() time.Time
 }
 
@@ -71,6 +77,9 @@ type Handler struct {
 func New(o Options) *Handler {
 	if o.PluginTimeout == 0 {
 		o.PluginTimeout = 1500 * time.Millisecond
+	}
+	if o.StoreTimeout == 0 {
+		o.StoreTimeout = 30 * time.Second
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -120,37 +129,18 @@ func (h *Handler) webhook(c *fiber.Ctx) error {
 		Method: strings.Clone(c.Method()), Path: string(c.Request().URI().Path()), RawQuery: string(c.Request().URI().QueryString()),
 		Header: header, Body: bytes.Clone(c.Body()), RemoteAddr: c.IP(), RequestID: rid, ReceivedAt: start,
 	}
-	ctx, cancel := context.WithTimeout(c.UserContext(), h.o.PluginTimeout)
-	defer cancel()
-	res, err := ch.HandleWebhook(ctx, req)
+	pctx, cancel := context.WithTimeout(c.UserContext(), h.o.PluginTimeout)
+	res, err := ch.HandleWebhook(pctx, req)
+	cancel()
 	if err != nil {
 		log.Warn("channel plugin could not handle the webhook; asking the provider to retry", "err", err)
 		return h.unavailable(c, instance, start)
 	}
-	for i := range res.Events {
-		ev := &res.Events[i]
-		conv := pipeline.ConvID(instance, ev.ConversationKey)
-		task := &pipeline.Task{Kind: pipeline.TaskEvent, Instance: instance, Conv: conv, RequestID: rid, ReceivedAt: start, Event: ev}
-		if ev.Kind == sdk.EventMessage {
-			var seen int64
-			var err error
-			if ev.Author == sdk.AuthorAgent {
-				// Tell a reply being composed right now that a person spoke.
-				seen, err = h.o.Store.Incr(ctx, pipeline.AgentCounterKey(conv), 1, 30*24*time.Hour)
-			} else {
-				// What the bot's reply to this message will be checked against.
-				seen, err = h.o.Store.GetCounter(ctx, pipeline.AgentCounterKey(conv))
-			}
-			if err != nil {
-				log.Warn("store unavailable; asking the provider to retry", "err", err)
-				return h.unavailable(c, instance, start)
-			}
-			task.AgentSeen = &seen
-		}
-		if _, err := h.o.Pipeline.Enqueue(ctx, task); err != nil {
-			log.Warn("queue unavailable; asking the provider to retry", "err", err, "stored", i, "events", len(res.Events))
-			return h.unavailable(c, instance, start)
-		}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), h.o.StoreTimeout)
+	defer cancel()
+	if stored, err := h.storeEvents(ctx, instance, rid, start, res.Events); err != nil {
+		log.Warn("store unavailable; asking the provider to retry", "err", err, "stored", stored, "events", len(res.Events))
+		return h.unavailable(c, instance, start)
 	}
 	status := res.Response.Status
 	if status == 0 {
@@ -172,6 +162,86 @@ func (h *Handler) webhook(c *fiber.Ctx) error {
 	h.requests.WithLabelValues(instance, strconv.Itoa(status)).Inc()
 	h.ack.WithLabelValues(instance).Observe(h.o.Now().Sub(start).Seconds())
 	return c.Status(status).Send(res.Response.Body)
+}
+
+// storeEvents queues the events of one request. Events of one
+// conversation are queued in order, one after the other; different
+// conversations (a provider's batch) are queued concurrently, so they share
+// the store's commits instead of waiting for each other's.
+func (h *Handler) storeEvents(ctx context.Context, instance, rid string, start time.Time, events []sdk.Event) (int, error) {
+	if len(events) <= 1 {
+		for i := range events {
+			if err := h.storeEvent(ctx, instance, rid, start, &events[i]); err != nil {
+				return i, err
+			}
+		}
+		return len(events), nil
+	}
+	var order []string
+	byConv := map[string][]*sdk.Event{}
+	for i := range events {
+		k := events[i].ConversationKey
+		if _, ok := byConv[k]; !ok {
+			order = append(order, k)
+		}
+		byConv[k] = append(byConv[k], &events[i])
+	}
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		stored int
+		first  error
+	)
+	sem := make(chan struct{}, storeParallelism)
+	for _, k := range order {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(evs []*sdk.Event) {
+			defer func() { <-sem; wg.Done() }()
+			for _, ev := range evs {
+				err := h.storeEvent(ctx, instance, rid, start, ev)
+				mu.Lock()
+				if err != nil && first == nil {
+					first = err
+				}
+				if err == nil {
+					stored++
+				}
+				stop := first != nil
+				mu.Unlock()
+				if stop {
+					return
+				}
+			}
+		}(byConv[k])
+	}
+	wg.Wait()
+	return stored, first
+}
+
+// storeParallelism bounds the conversations of one request queued at once.
+const storeParallelism = 64
+
+func (h *Handler) storeEvent(ctx context.Context, instance, rid string, start time.Time, ev *sdk.Event) error {
+	conv := pipeline.ConvID(instance, ev.ConversationKey)
+	task := &pipeline.Task{Kind: pipeline.TaskEvent, Instance: instance, Conv: conv, RequestID: rid, ReceivedAt: start, Event: ev}
+	if ev.Kind == sdk.EventMessage {
+		var seen int64
+		var err error
+		if ev.Author == sdk.AuthorAgent {
+			// Tell a reply being composed right now that a person spoke.
+			seen, err = h.o.Store.Incr(ctx, pipeline.AgentCounterKey(conv), 1, 30*24*time.Hour)
+		} else {
+			// What the bot's reply to this message will be checked against.
+			seen, err = h.o.Store.GetCounter(ctx, pipeline.AgentCounterKey(conv))
+		}
+		if err != nil {
+			return err
+		}
+		task.AgentSeen = &seen
+	}
+	_, err := h.o.Pipeline.Enqueue(ctx, task)
+	return err
 }
 
 func (h *Handler) logRaw(ctx context.Context, log *slog.Logger, instance string, req *sdk.WebhookRequest, status, events int) {
