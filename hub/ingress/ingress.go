@@ -46,7 +46,7 @@ type Options struct {
 	// messages takes longer to store than a plugin takes to parse it, and
 	// cutting it short would answer 503 to the same batch for ever.
 	StoreTimeout time.Duration
-	Now           func() time.Time
+	Now          func() time.Time
 }
 
 // RawLog is the log name of the raw inbound requests.
