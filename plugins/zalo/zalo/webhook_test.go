@@ -164,6 +164,8 @@ func TestWebhookRefused(t *testing.T) {
 		{"other app", signed(otherApp), http.StatusForbidden},
 		{"stale replay (older than 7 days)", signed(retimed(now.Add(-7*24*time.Hour - time.Minute))), http.StatusForbidden},
 		{"from the future", signed(retimed(now.Add(time.Hour))), http.StatusForbidden},
+		{"from the far future (past year 9999)", signed(bytes.Replace(body, []byte(`"1763740800000"`), []byte(`"999999999999999999"`), 1)), http.StatusForbidden},
+		{"from before year 0", signed(bytes.Replace(body, []byte(`"1763740800000"`), []byte(`"-999999999999999999"`), 1)), http.StatusBadRequest},
 		{"GET", getReq, http.StatusMethodNotAllowed},
 	}
 	c := configure(t, fake, sdk.NewMemoryHost(nil), func() time.Time { return now }, nil)
