@@ -223,6 +223,11 @@ func (h *Handler) storeEvents(ctx context.Context, instance, rid string, start t
 const storeParallelism = 64
 
 func (h *Handler) storeEvent(ctx context.Context, instance, rid string, start time.Time, ev *sdk.Event) error {
+	if y := ev.Timestamp.Year(); y < 1 || y > 9999 {
+		// A time JSON cannot carry would make the task unstorable, and
+		// the request a 503 on every retry: take the time it arrived.
+		ev.Timestamp = start
+	}
 	conv := pipeline.ConvID(instance, ev.ConversationKey)
 	task := &pipeline.Task{Kind: pipeline.TaskEvent, Instance: instance, Conv: conv, RequestID: rid, ReceivedAt: start, Event: ev}
 	if ev.Kind == sdk.EventMessage {

@@ -103,6 +103,45 @@ func TestLargeBatchStoredInOrder(t *testing.T) {
 	}
 }
 
+// farFuture is a channel whose event time is past year 9999.
+type farFuture struct{}
+
+func (farFuture) HandleWebhook(_ context.Context, req *sdk.WebhookRequest) (*sdk.WebhookResult, error) {
+	return &sdk.WebhookResult{Response: sdk.WebhookResponse{Status: 200}, Events: []sdk.Event{{ID: "m1", Kind: sdk.EventMessage,
+		ConversationKey: "k1", Author: sdk.AuthorCustomer, Message: &sdk.Message{Type: "text", Text: "hi"},
+		Timestamp: time.UnixMilli(999999999999999999)}}}, nil
+}
+
+// An event time JSON cannot carry (a plugin that let one through) is
+// replaced by the time the request arrived: the message is queued, not
+// refused with a 503 on every retry.
+func TestEventTimeOutOfRange(t *testing.T) {
+	st, err := embedded.Open(embedded.Options{Path: filepath.Join(t.TempDir(), "sb.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	req, _ := http.NewRequest(http.MethodPost, "/webhooks/test", strings.NewReader("{}"))
+	resp, err := newHandler(t, st, farFuture{}).Test(req, 10_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	es, err := st.Read(context.Background(), st.PartitionOf("test:k1"), "test", 10, 0)
+	if err != nil || len(es) != 1 {
+		t.Fatalf("%d entries, %v", len(es), err)
+	}
+	var task pipeline.Task
+	if err := json.Unmarshal(es[0].Payload, &task); err != nil {
+		t.Fatal(err)
+	}
+	if !task.Event.Timestamp.Equal(task.ReceivedAt) {
+		t.Errorf("event time %s, want the time it arrived %s", task.Event.Timestamp, task.ReceivedAt)
+	}
+}
+
 // nopStore takes the writes of the ingest path and forgets them, so the
 // benchmark measures the hub's own code.
 type nopStore struct{ store.Store }
