@@ -376,7 +376,11 @@ func (p *Pipeline) handle(ctx context.Context, e store.Entry) {
 		p.deadLetter(ctx, e, task, fmt.Errorf("delivered %d times without completing (the hub may have crashed on it)", e.Deliveries-1), e.Deliveries-1)
 		return
 	}
-	attempt := e.Deliveries
+	// attempt counts the tries (process dedupes on the first); charged
+	// those that count against MaxDeliveries: a plugin that was not
+	// running never saw the task, and a message must not be dead-lettered
+	// because a plugin crash-loops on another message.
+	attempt, charged := e.Deliveries, e.Deliveries
 	for {
 		err = p.process(ctx, task, attempt)
 		if err == nil {
@@ -386,11 +390,15 @@ func (p *Pipeline) handle(ctx context.Context, e store.Entry) {
 			return // shutting down: stays pending
 		}
 		p.m.Retries.WithLabelValues(task.Kind).Inc()
-		if !sdk.IsRetryable(err) || attempt >= p.o.MaxDeliveries {
-			p.deadLetter(ctx, e, task, err, attempt)
+		notRun := errors.Is(err, sdk.ErrNotRunning)
+		if !sdk.IsRetryable(err) || (!notRun && charged >= p.o.MaxDeliveries) {
+			p.deadLetter(ctx, e, task, err, charged)
 			return
 		}
-		wait := p.backoff(attempt, err)
+		wait := p.backoff(charged, err)
+		if !notRun {
+			charged++
+		}
 		p.log.Warn("task failed; retrying", "conv", task.Conv, "kind", task.Kind, "attempt", attempt, "wait", wait, "err", err)
 		// A task waiting for its retry holds its lane (its conversation's
 		// order), not a worker: other conversations run meanwhile.

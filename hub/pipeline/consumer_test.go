@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -105,5 +106,73 @@ func TestRetryBackoffFreesTheWorker(t *testing.T) {
 			t.Fatal("the rate-limited conversation was never answered")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// downLLM fails its first n calls with err.
+type downLLM struct {
+	mu    sync.Mutex
+	n     int
+	err   error
+	calls int
+}
+
+func (l *downLLM) Generate(context.Context, *sdk.GenerateRequest) (*sdk.GenerateResponse, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls++
+	if l.calls <= l.n {
+		return nil, l.err
+	}
+	return &sdk.GenerateResponse{Text: "ok"}, nil
+}
+
+// A plugin that is not running (restarting, crash-looping on another
+// message) never saw the task: waiting for it costs the message none of
+// its attempts, so it is answered when the plugin is back instead of being
+// dead-lettered. A plugin that fails the call does cost attempts.
+func TestPluginNotRunningCostsNoAttempts(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		err    error
+		answer bool
+	}{
+		{"not running", sdk.Retryable(fmt.Errorf("plugin brain is crash_loop: %w", sdk.ErrNotRunning), time.Millisecond), true},
+		{"failing", sdk.Retryable(errors.New("provider 503"), time.Millisecond), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st, err := embedded.Open(embedded.Options{Path: filepath.Join(t.TempDir(), "sb.db"), BatchDelay: time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer st.Close()
+			ch := &fakeChannel{sent: map[string]time.Time{}}
+			llm := &downLLM{n: 8, err: tc.err}
+			p := New(Options{Store: st, Plugins: fakePlugins{ch: ch, llm: llm}, LLM: "brain", RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond})
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { _ = p.Run(ctx, time.Second); close(done) }()
+			defer func() { cancel(); <-done }()
+			ev := &sdk.Event{ID: "m1", Kind: sdk.EventMessage, ConversationKey: "test:c1", Author: sdk.AuthorCustomer,
+				Direction: sdk.DirectionInbound, Contact: sdk.Identity{Channel: "test", UserID: "c1"}, Message: &sdk.Message{Type: "text", Text: "xin chào"}}
+			if _, err := p.Enqueue(ctx, &Task{Kind: TaskEvent, Instance: "test", Conv: ConvID("test", "test:c1"), Event: ev, ReceivedAt: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				_, sent := ch.sentAt("test:c1")
+				dead, _, _ := st.ListDead(ctx, "", 10)
+				if sent || len(dead) > 0 {
+					if sent != tc.answer || (len(dead) > 0) == tc.answer {
+						t.Fatalf("answered %v, %d dead letters; want answered %v", sent, len(dead), tc.answer)
+					}
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatal("neither answered nor dead-lettered")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
 	}
 }

@@ -628,7 +628,7 @@ func (i *Instance) current(ctx context.Context) (any, error) {
 		return r, nil
 	}
 	if state == StateStopped || state == StateRefused {
-		return nil, sdk.Retryable(fmt.Errorf("plugin %s is %s", i.spec.Name, state), i.m.opts.MaxBackoff).WithReason("plugin_unavailable")
+		return nil, sdk.Retryable(fmt.Errorf("plugin %s is %s: %w", i.spec.Name, state, sdk.ErrNotRunning), i.m.opts.MaxBackoff).WithReason("plugin_unavailable")
 	}
 	t := time.NewTimer(i.m.opts.WaitReady)
 	defer t.Stop()
@@ -644,7 +644,7 @@ func (i *Instance) current(ctx context.Context) (any, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	return nil, sdk.Retryable(fmt.Errorf("plugin %s is %s", i.spec.Name, state), time.Second).WithReason("plugin_unavailable")
+	return nil, sdk.Retryable(fmt.Errorf("plugin %s is %s: %w", i.spec.Name, state, sdk.ErrNotRunning), time.Second).WithReason("plugin_unavailable")
 }
 
 // call runs one plugin call with the instance's deadline and metrics.

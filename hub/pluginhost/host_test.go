@@ -240,7 +240,7 @@ func TestCrashLoopReported(t *testing.T) {
 		t.Fatalf("after 3 crashes: %+v", s)
 	}
 	// A crash loop backs off instead of spinning: no more restarts now.
-	if _, err := l.Generate(ctx(t), &sdk.GenerateRequest{History: []sdk.Turn{{Role: "customer", Text: "hi"}}}); err == nil || sdk.ReasonOf(err) != "plugin_unavailable" {
+	if _, err := l.Generate(ctx(t), &sdk.GenerateRequest{History: []sdk.Turn{{Role: "customer", Text: "hi"}}}); err == nil || sdk.ReasonOf(err) != "plugin_unavailable" || !errors.Is(err, sdk.ErrNotRunning) {
 		t.Fatalf("call during a crash loop: %v", err)
 	}
 }

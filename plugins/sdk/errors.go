@@ -62,6 +62,12 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ErrNotRunning is wrapped by the host's errors for calls it did not make
+// because the plugin process was not running (starting, restarting after
+// a crash, crash-looping, refused). The plugin never saw the request, so
+// a retry costs the message none of its attempts.
+var ErrNotRunning = errors.New("plugin not running")
+
 // WithReason sets a machine-readable sub-reason and returns e.
 func (e *Error) WithReason(reason string) *Error { e.Reason = reason; return e }
 
