@@ -62,7 +62,7 @@ type RawRequest struct {
 	Header     http.Header `json:"header"`
 	Body       []byte      `json:"body"`
 	ReceivedAt time.Time   `json:"received_at"`
-	Status     int         `json:"status"`
+	Status     int         `json:"status"` // the plugin's answer (the provider got a 503 if the events could not be stored)
 	Events     int         `json:"events"`
 }
 
@@ -138,16 +138,22 @@ func (h *Handler) webhook(c *fiber.Ctx) error {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.UserContext()), h.o.StoreTimeout)
 	defer cancel()
-	if stored, err := h.storeEvents(ctx, instance, rid, start, res.Events); err != nil {
-		log.Warn("store unavailable; asking the provider to retry", "err", err, "stored", stored, "events", len(res.Events))
-		return h.unavailable(c, instance, start)
-	}
 	status := res.Response.Status
 	if status == 0 {
 		status = http.StatusOK
 	}
+	// The raw copy is written alongside the events, not after them, so
+	// both share the store's round trip (or commit) before the answer.
+	var raw sync.WaitGroup
 	if req.Method != http.MethodGet {
-		h.logRaw(ctx, log, instance, req, status, len(res.Events))
+		raw.Add(1)
+		go func() { defer raw.Done(); h.logRaw(ctx, log, instance, req, status, len(res.Events)) }()
+	}
+	stored, err := h.storeEvents(ctx, instance, rid, start, res.Events)
+	raw.Wait()
+	if err != nil {
+		log.Warn("store unavailable; asking the provider to retry", "err", err, "stored", stored, "events", len(res.Events))
+		return h.unavailable(c, instance, start)
 	}
 	if status >= 400 {
 		// No customer data: the plugin said why in its response; the body
