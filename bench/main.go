@@ -37,6 +37,7 @@ func main() {
 	only := flag.String("only", "", "comma-separated scenarios to run (bare,ingest,e2e,llm,idle); default all")
 	stores := flag.String("stores", "embedded,redis", "stores for the hub scenarios")
 	llmRate := flag.Float64("llm-rate", 500, "messages/s of the slow-LLM scenario")
+	flag.DurationVar(&batchDelay, "batch-delay", 0, "store.embedded.batch_delay of the hub (default: the hub's, 1ms)")
 	flag.StringVar(&profileDir, "profile", "", "directory for a 5 s CPU profile of the hub under each load (listen.pprof)")
 	flag.Parse()
 

@@ -51,7 +51,7 @@ func (r *run) startEnv(o hubOpts) (*env, error) {
 	if e.f, err = startFakes(o.llmLatency); err != nil {
 		return nil, err
 	}
-	store := fmt.Sprintf("  embedded: { path: %q }", filepath.Join(dir, "sb.db"))
+	store := fmt.Sprintf("  embedded: { path: %q%s }", filepath.Join(dir, "sb.db"), batchDelayYAML())
 	if o.store == "redis" {
 		if e.redis, err = startRedis(dir); err != nil {
 			e.close()
@@ -440,3 +440,14 @@ func (e *env) diag() string {
 }
 
 func round2(v float64) float64 { return math.Round(v*100) / 100 }
+
+// batchDelay, when set (-batch-delay), overrides the embedded store's
+// store.embedded.batch_delay.
+var batchDelay time.Duration
+
+func batchDelayYAML() string {
+	if batchDelay == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", batch_delay: %s", batchDelay)
+}
