@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard-hub/switchboard/plugins/claude/claudefake"
+	"github.com/switchboard-hub/switchboard/plugins/sdk/testplugins"
 	"github.com/switchboard-hub/switchboard/plugins/whatsapp/wafake"
 	"github.com/switchboard-hub/switchboard/plugins/zalo/zalofake"
 )
@@ -92,6 +93,7 @@ type fakes struct {
 	claude  *claudefake.Server
 	zaloURL string
 	waURL   string
+	sinkURL string // where the SDK's test channel sends
 	replies *replies
 	servers []*http.Server
 }
@@ -110,6 +112,10 @@ func startFakes(llmLatency time.Duration) (*fakes, error) {
 	if f.zaloURL, err = f.proxy(f.zalo.Handler(), func(status int, reqBody, respBody []byte) bool {
 		return status == 200 && bytes.Contains(respBody, []byte(`"error":0`))
 	}); err != nil {
+		return nil, err
+	}
+	if f.sinkURL, err = f.proxy(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(200) }),
+		func(int, []byte, []byte) bool { return true }); err != nil {
 		return nil, err
 	}
 	if f.waURL, err = f.proxy(f.wa.Handler(), func(status int, reqBody, respBody []byte) bool {
@@ -159,7 +165,7 @@ func (f *fakes) proxy(h http.Handler, accepted func(status int, reqBody, respBod
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		rec := &recorder{ResponseWriter: w}
 		h.ServeHTTP(rec, r)
-		if r.Method == http.MethodPost && (strings.HasSuffix(r.URL.Path, "/messages") || strings.HasSuffix(r.URL.Path, zalofake.PathSendCS)) &&
+		if r.Method == http.MethodPost && (strings.HasSuffix(r.URL.Path, "/messages") || strings.HasSuffix(r.URL.Path, zalofake.PathSendCS) || r.URL.Path == "/sink") &&
 			accepted(rec.status, body, rec.body.Bytes()) {
 			f.replies.record(body)
 		}
@@ -214,6 +220,22 @@ func (f *fakes) buildRequests(n, convs, first int) []request {
 			out[i] = request{path: "/webhooks/wa", body: body, token: num, header: [][2]string{
 				{"Content-Type", "application/json"}, {"X-Hub-Signature-256", f.wa.Sign(body)}}}
 		}
+	}
+	return out
+}
+
+// testSecret signs the SDK test channel's webhooks.
+const testSecret = "bench-secret"
+
+// buildTestRequests makes n signed webhooks of the SDK's test channel.
+func buildTestRequests(n, convs, first int) []request {
+	out := make([]request, n)
+	for i := range out {
+		num := first + i
+		body, _ := json.Marshal(testplugins.WebhookBody{Messages: []testplugins.WebhookMessage{{
+			ID: "t" + strconv.Itoa(num), User: "u" + strconv.Itoa(i%convs), Text: "Chào shop, cho mình hỏi thông tin sản phẩm? #" + strconv.Itoa(num)}}})
+		out[i] = request{path: "/webhooks/test", body: body, token: num, header: [][2]string{
+			{"Content-Type", "application/json"}, {testplugins.SignatureHeader, testplugins.Sign(testSecret, body)}}}
 	}
 	return out
 }

@@ -19,7 +19,7 @@ import (
 
 // bins are the binaries the harness builds once per run.
 type bins struct {
-	Hub, Zalo, WhatsApp, Claude, HubSpot, PostgresCRM, TestCRM, TestLLM string
+	Hub, Zalo, WhatsApp, Claude, HubSpot, PostgresCRM, TestChannel, TestCRM, TestLLM string
 }
 
 func build(root, dir string) (bins, error) {
@@ -34,6 +34,7 @@ func build(root, dir string) (bins, error) {
 		{&b.Claude, "./plugins/claude"},
 		{&b.HubSpot, "./plugins/hubspot"},
 		{&b.PostgresCRM, "./plugins/postgrescrm"},
+		{&b.TestChannel, "./plugins/sdk/testplugins/testchannel"},
 		{&b.TestCRM, "./plugins/sdk/testplugins/testcrm"},
 		{&b.TestLLM, "./plugins/sdk/testplugins/testllm"},
 	} {

@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -34,9 +35,9 @@ func main() {
 	}
 	out := flag.String("out", "", "write the results as JSON to this file")
 	quick := flag.Bool("quick", false, "small counts, for a smoke run")
-	only := flag.String("only", "", "comma-separated scenarios to run (bare,ingest,e2e,llm,idle); default all")
+	only := flag.String("only", "", "comma-separated scenarios to run (bare,ingest,e2e,e2e-testkit,llm,idle); default all")
 	stores := flag.String("stores", "embedded,redis", "stores for the hub scenarios")
-	llmRate := flag.Float64("llm-rate", 500, "messages/s of the slow-LLM scenario")
+	llmRates := flag.String("llm-rates", "250,500", "messages/s of the slow-LLM scenario, comma-separated")
 	flag.DurationVar(&batchDelay, "batch-delay", 0, "store.embedded.batch_delay of the hub (default: the hub's, 1ms)")
 	flag.StringVar(&profileDir, "profile", "", "directory for a 5 s CPU profile of the hub under each load (listen.pprof)")
 	flag.Parse()
@@ -73,15 +74,30 @@ func main() {
 			steps = append(steps, struct {
 				name string
 				f    func() error
-			}{"e2e " + st, func() error { return r.endToEnd(st) }})
+			}{"e2e " + st, func() error { return r.endToEnd(st, false) }})
 		}
 	}
 	for _, st := range storeList {
-		if want("llm") {
+		if want("e2e-testkit") {
 			steps = append(steps, struct {
 				name string
 				f    func() error
-			}{"llm " + st, func() error { return r.slowLLM(st, *llmRate) }})
+			}{"e2e with the SDK test plugins " + st, func() error { return r.endToEnd(st, true) }})
+		}
+	}
+	for _, st := range storeList {
+		for _, rs := range strings.Split(*llmRates, ",") {
+			rate, err := strconv.ParseFloat(strings.TrimSpace(rs), 64)
+			if err != nil || rate <= 0 {
+				fmt.Fprintf(os.Stderr, "bench: -llm-rates: %q is not a rate\n", rs)
+				os.Exit(2)
+			}
+			if want("llm") {
+				steps = append(steps, struct {
+					name string
+					f    func() error
+				}{fmt.Sprintf("llm %s %.0f/s", st, rate), func() error { return r.slowLLM(st, rate) }})
+			}
 		}
 	}
 	if want("idle") {

@@ -36,6 +36,7 @@ func (e *env) close() {
 
 type hubOpts struct {
 	store      string // embedded | redis
+	testKit    bool   // the SDK's test channel, LLM and CRM instead of Zalo, WhatsApp and Claude
 	llm        bool   // claude plugin + CRM + rules: bot replies
 	llmLatency time.Duration
 	consume    bool // false: an ingest-only hub (pipeline.consume: false)
@@ -65,11 +66,20 @@ store:
 %s
 admin: { bootstrap_key_env: SB_BENCH_ADMIN_KEY }
 plugins:
-  - { name: zalo, kind: channel, path: %q, config: %s }
-  - { name: wa, kind: channel, path: %q, config: %s }
-`, store, r.bins.Zalo, e.f.zaloConfig(), r.bins.WhatsApp, e.f.waConfig())
+`, store)
+	if o.testKit {
+		fmt.Fprintf(&cfg, "  - { name: test, kind: channel, path: %q, config: { secret: %s, sink_url: %q } }\n", r.bins.TestChannel, testSecret, e.f.sinkURL+"/sink")
+	} else {
+		fmt.Fprintf(&cfg, "  - { name: zalo, kind: channel, path: %q, config: %s }\n  - { name: wa, kind: channel, path: %q, config: %s }\n",
+			r.bins.Zalo, e.f.zaloConfig(), r.bins.WhatsApp, e.f.waConfig())
+	}
 	pipeline := []string{}
-	if o.llm {
+	if o.llm && o.testKit {
+		fmt.Fprintf(&cfg, "  - { name: brain, kind: llm, path: %q }\n", r.bins.TestLLM)
+		fmt.Fprintf(&cfg, "  - { name: crm, kind: crm, path: %q }\n", r.bins.TestCRM)
+		fmt.Fprintf(&cfg, "rules: { dir: %q }\n", filepath.Join(r.root, "examples", "rules"))
+		pipeline = append(pipeline, "llm: brain", "crm: crm")
+	} else if o.llm {
 		fmt.Fprintf(&cfg, "  - { name: claude, kind: llm, path: %q, config: %s }\n", r.bins.Claude, e.f.claudeConfig())
 		fmt.Fprintf(&cfg, "  - { name: crm, kind: crm, path: %q }\n", r.bins.TestCRM)
 		fmt.Fprintf(&cfg, "rules: { dir: %q }\n", filepath.Join(r.root, "examples", "rules"))
@@ -256,14 +266,22 @@ func (r *run) ingest(store string) error {
 // endToEnd: a backlog of messages sent as fast as the hub acks them, each
 // answered through the LLM plugin (Claude, instant fake), the CRM plugin
 // and the channel's send; msgs/s from the first webhook to the last reply.
-func (r *run) endToEnd(store string) error {
-	e, err := r.startEnv(hubOpts{store: store, llm: true, consume: true})
+// With testKit, the SDK's test plugins stand in for Zalo, WhatsApp and
+// Claude: what the hub costs without the real connectors' work.
+func (r *run) endToEnd(store string, testKit bool) error {
+	e, err := r.startEnv(hubOpts{store: store, llm: true, consume: true, testKit: testKit})
 	if err != nil {
 		return err
 	}
 	defer e.close()
 	convs := 1000
-	warm := e.f.buildRequests(200, 200, 2_000_000)
+	build := e.f.buildRequests
+	scenario := "end to end, instant fakes"
+	if testKit {
+		build = func(n, convs, first int) []request { return buildTestRequests(n, convs, first) }
+		scenario = "end to end, SDK test plugins"
+	}
+	warm := build(200, 200, 2_000_000)
 	ld := newLoader(e.hub.webhooks, 32)
 	_ = ld.closedLoop(ctx, warm, 16, time.Minute)
 	if !e.f.replies.waitFor(len(warm), time.Now().Add(time.Minute)) {
@@ -271,8 +289,8 @@ func (r *run) endToEnd(store string) error {
 	}
 	e.f.replies.reset()
 	n := r.counts(10000, 2000)
-	reqs := e.f.buildRequests(n, convs, 3_000_000)
-	res := &Result{Scenario: "end to end, instant fakes", Store: store, Load: fmt.Sprintf("closed, 32 conns, %d msgs over %d conversations", n, convs)}
+	reqs := build(n, convs, 3_000_000)
+	res := &Result{Scenario: scenario, Store: store, Load: fmt.Sprintf("closed, 32 conns, %d msgs over %d conversations", n, convs)}
 	var l *loadResult
 	var lastReply time.Time
 	start := time.Now()
