@@ -90,12 +90,16 @@ type windowDoc struct {
 
 func newLimiter(kv sdk.KV, clock Clock, loc *time.Location, rl RateLimitConfig) *limiter {
 	chunk := func(limit, div int) int { return max(1, min(limit/div, 50)) }
+	// Each window has one bucket more than its length needs: a call counted
+	// early in the oldest bucket would otherwise leave the window up to a
+	// bucket before a true rolling window (HubSpot's) forgets it, and the
+	// next call could be the one over the limit.
 	return &limiter{clock: clock, kv: kv, loc: loc, maxWait: time.Duration(rl.MaxWait),
 		windows: map[string]*slidingWindow{
-			policyTenSecond: {key: "ratelimit/ten_second", limit: rl.TenSecond, width: time.Second, buckets: 10, chunk: chunk(rl.TenSecond, 20)},
+			policyTenSecond: {key: "ratelimit/ten_second", limit: rl.TenSecond, width: time.Second, buckets: 11, chunk: chunk(rl.TenSecond, 20)},
 			// Searches are few and the limit is tiny: no chunking, so
 			// replicas share it fairly.
-			policySecondly: {key: "ratelimit/search", limit: rl.SearchPerSecond, width: 100 * time.Millisecond, buckets: 10, chunk: 1},
+			policySecondly: {key: "ratelimit/search", limit: rl.SearchPerSecond, width: 100 * time.Millisecond, buckets: 11, chunk: 1},
 		},
 		daily: &dailyWindow{limit: rl.Daily, chunk: chunk(rl.Daily, 1000)},
 	}
