@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -471,7 +472,7 @@ func (i *Instance) launch() error {
 			return err
 		}
 		cmd := exec.Command(i.spec.Path)
-		cmd.Env = envList(i.spec.Env)
+		cmd.Env = append(envList(i.spec.Env), sdk.HubPIDEnv+"="+strconv.Itoa(os.Getpid()))
 		cfg.Cmd = cmd
 		cfg.AutoMTLS = true
 		cfg.SkipHostEnv = true // go-plugin would otherwise pass the hub's secrets along

@@ -249,3 +249,30 @@ func TestWebhookWithInvalidUTF8CrossesTheWire(t *testing.T) {
 		t.Errorf("status %d, want 401 (bad signature)", res.Response.Status)
 	}
 }
+
+// A plugin whose hub died before the plugin started watching it (killed
+// while it launched its plugins) exits at once instead of serving for ever
+// with nobody to stop it.
+func TestPluginExitsWhenItsHubIsAlreadyGone(t *testing.T) {
+	bin := testkit.BuildPlugin(t, "github.com/switchboard-hub/switchboard/plugins/sdk/testplugins/testchannel")
+	cmd := exec.Command(bin)
+	// Launched as by a hub whose pid is not our parent's any more.
+	cmd.Env = []string{sdk.Handshake.MagicCookieKey + "=" + sdk.Handshake.MagicCookieValue, sdk.HubPIDEnv + "=1",
+		"PLUGIN_PROTOCOL_VERSIONS=1", "PLUGIN_MIN_PORT=10000", "PLUGIN_MAX_PORT=25000"}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+			t.Errorf("plugin exited with %v, want exit status 3", err)
+		}
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatal("the plugin kept running with its hub gone")
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"log"
 	"log/slog"
 	"os"
+	"strconv"
 	"os/signal"
 	"syscall"
 	"time"
@@ -65,7 +66,12 @@ func serve(kind Kind, impl Plugin, args []string) {
 			kind, os.Args[0], os.Args[0])
 		os.Exit(1)
 	}
-	watchParent(os.Getppid(), time.Second/4)
+	ppid := os.Getppid()
+	if hubGone(ppid) {
+		fmt.Fprintln(os.Stderr, `{"@level":"warn","@message":"the hub that started this plugin is gone; plugin exiting"}`)
+		os.Exit(3)
+	}
+	watchParent(ppid, time.Second/4)
 	plugin.Serve(serveConfig(kind, impl))
 }
 
@@ -151,6 +157,19 @@ func runDebug(kind Kind, impl Plugin, instance string) int {
 	fmt.Fprintf(os.Stderr, "Plugin %q serving in debug mode. Start the hub with:\n\n  %s='%s' switchboard serve --config ...\n\n", instance, ReattachEnv, b)
 	<-closed
 	return 0
+}
+
+// HubPIDEnv carries the pid of the hub that launched the plugin.
+const HubPIDEnv = "SWITCHBOARD_HUB_PID"
+
+// hubGone reports whether the hub that launched this process died before
+// it got here: the plugin was re-parented already, so watchParent, which
+// watches for a change of parent, would wait for ever. (Without this, a hub
+// killed while it started its plugins could leave them running: their
+// stdout pipes held open by their siblings, nothing ever made them exit.)
+func hubGone(ppid int) bool {
+	want, err := strconv.Atoi(os.Getenv(HubPIDEnv))
+	return err == nil && want > 0 && want != ppid
 }
 
 // watchParent exits the plugin when the process that started it is gone.
