@@ -55,8 +55,12 @@ var (
 )
 
 // idKeys carry opaque identifiers that must stay readable for debugging.
-var idKeys = map[string]bool{"request_id": true, "event_id": true, "msg_id": true, "entry": true, "conv": true,
-	"conversation": true, "partition": true, "pid": true, "id": true, "key": true, "contact_id": true}
+// Conversation ids and idempotency keys ("conv", "key") are not among
+// them: they hold the provider's user id, and a WhatsApp user id is the
+// customer's phone number, so phone-like runs in them are masked like
+// anywhere else ("wa:whatsapp:106*********22:849******67").
+var idKeys = map[string]bool{"request_id": true, "event_id": true, "msg_id": true, "entry": true,
+	"partition": true, "pid": true, "id": true, "contact_id": true}
 
 // Mask hides personal data in s: emails and phone numbers become a short
 // hint ("a***@x.com", "+84*****78").

@@ -8,6 +8,21 @@ import (
 	"testing"
 )
 
+// A WhatsApp conversation id ends with the customer's phone number (their
+// wa_id): logged under "conv" or inside an idempotency key, it is masked.
+func TestConversationIDsMasked(t *testing.T) {
+	var buf bytes.Buffer
+	New(&buf, Options{}).Warn("task failed; retrying", "conv", "wa:whatsapp:106540352242922:84901234567",
+		"key", "reply:wa:whatsapp:106540352242922:84901234567:wamid.HBgL:send:0", "entry", "1764500000000-0")
+	out := buf.String()
+	if strings.Contains(out, "84901234567") {
+		t.Errorf("phone number in a conversation id logged raw: %s", out)
+	}
+	if !strings.Contains(out, `"conv":"wa:whatsapp:`) || !strings.Contains(out, "1764500000000-0") {
+		t.Errorf("ids mangled beyond the phone number: %s", out)
+	}
+}
+
 func TestMasking(t *testing.T) {
 	var buf bytes.Buffer
 	l := New(&buf, Options{Level: slog.LevelDebug})
