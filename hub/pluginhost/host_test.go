@@ -194,6 +194,12 @@ func TestOnlyGrantedEnvironment(t *testing.T) {
 		if name == "" || name == "TZ" || strings.HasPrefix(name, "PLUGIN_") || name == sdk.Handshake.MagicCookieKey {
 			continue
 		}
+		if name == sdk.HubPIDEnv { // the host's own pid, for the plugin's parent watch
+			if v != fmt.Sprintf("%s=%d", sdk.HubPIDEnv, os.Getpid()) {
+				t.Errorf("plugin got %s, want the host's pid %d", v, os.Getpid())
+			}
+			continue
+		}
 		t.Errorf("plugin got %s from the hub's environment", name)
 	}
 	if !strings.Contains(string(env), "TZ=Asia/Ho_Chi_Minh") {

@@ -8,8 +8,8 @@ import (
 	"log"
 	"log/slog"
 	"os"
-	"strconv"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
