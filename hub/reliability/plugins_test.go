@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -265,6 +267,59 @@ func TestHubSIGKILLLeavesNoOrphans(t *testing.T) {
 	}
 	report(t, m, "hub SIGKILLed %d times with 3 plugins each: %d orphaned plugin processes of %d (the slowest exit took %s)",
 		runs, orphans, plugins, slowest.Round(time.Millisecond))
+
+	// Killed while it starts its plugins: at a random moment in its first
+	// half second, before or while the plugins come up.
+	binaries := map[string]bool{bins.Channel: true, bins.LLM: true, bins.CRM: true}
+	early := m.n(20, 100)
+	earlyOrphans := 0
+	for i := range early {
+		cmd := exec.Command(bins.Hub, "serve", "--config", first.ConfigPath)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			time.Sleep(time.Duration(rand.IntN(500)) * time.Millisecond) // the moment of the kill is the variable under test
+		} else {
+			// The narrowest moment: as soon as the first plugin process
+			// exists, before it has started watching its parent.
+			for deadline := time.Now().Add(10 * time.Second); len(procChildren(cmd.Process.Pid)) == 0 && time.Now().Before(deadline); {
+				runtime.Gosched()
+			}
+		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		// The watchdog polls its parent every 250 ms; 10 s is plenty.
+		left := pluginProcs(binaries)
+		for deadline := time.Now().Add(10 * time.Second); len(left) > 0 && time.Now().Before(deadline); left = pluginProcs(binaries) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if len(left) > 0 {
+			earlyOrphans += len(left)
+			t.Errorf("early kill %d: plugin processes %v still running", i, left)
+			for _, pid := range left {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	report(t, m, "hub SIGKILLed %d times while starting (half at a random moment of its first 500 ms, half as soon as its first plugin process existed): %d orphaned plugin processes", early, earlyOrphans)
+}
+
+// pluginProcs lists live processes running one of binaries.
+func pluginProcs(binaries map[string]bool) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || !alive(pid) {
+			continue
+		}
+		exe, _ := os.Readlink("/proc/" + e.Name() + "/exe")
+		if binaries[strings.TrimSuffix(exe, " (deleted)")] {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // A plugin binary with one byte changed is refused: at start (every
