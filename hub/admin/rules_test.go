@@ -220,7 +220,8 @@ func TestWhatIf(t *testing.T) {
 	for _, id := range []string{hot, cold} {
 		h.waitConv(id, "a decision for "+id, func(c *pipeline.Conversation) bool { return c.LastDecision != nil })
 	}
-	if c := h.waitConv(hot, "hot", func(*pipeline.Conversation) bool { return true }); c.Tier != "hot" || c.State != pipeline.StateHandedOff {
+	// The decision is stored a moment before the handoff moves the state.
+	if c := h.waitConv(hot, "the hot lead handed off", func(c *pipeline.Conversation) bool { return c.State != pipeline.StateBot }); c.Tier != "hot" || c.State != pipeline.StateHandedOff {
 		t.Fatalf("the hot lead: %s %s %d", c.Tier, c.State, c.Score)
 	}
 
