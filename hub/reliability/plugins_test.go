@@ -79,7 +79,9 @@ func TestPluginSIGKILLedUnderLoad(t *testing.T) {
 		slowest = max(slowest, time.Since(start))
 	}
 	wg.Wait()
-	waitDistinct(t, sink, total, m.d(2*time.Minute, 5*time.Minute))
+	// Generous: the wait ends as soon as every reply is in; on a loaded
+	// machine the backlog after the last kill takes a while to drain.
+	waitDistinct(t, sink, total, m.d(5*time.Minute, 8*time.Minute))
 	rc := checkSink(sink)
 	restarts := hub.Metric("switchboard_plugin_restarts_total")
 	report(t, m, "%d SIGKILLs of the LLM and channel plugins under load: restarted %d times (slowest %s, restarts metric %.0f), %d of %d acknowledged messages lost, %d out of order, %d duplicate replies, %d 503s retried by the provider",
@@ -185,7 +187,7 @@ func TestPoisonMessage(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	waitDistinct(t, sink, others, 2*time.Minute)
+	waitDistinct(t, sink, others, m.d(2*time.Minute, 6*time.Minute))
 	flowed := time.Since(start)
 	hubtest.Eventually(t, 2*time.Minute, "the poison message dead-lettered", func() bool {
 		return hub.Metric("switchboard_dead_letters_total") >= 1
