@@ -55,8 +55,8 @@ func TestInterleavedConversationsKeepOrder(t *testing.T) {
 			short++
 		}
 	}
-	report(t, m, "%d conversations x %d interleaved messages over 2 replicas in %s: %d replies out of order, %d replies (%d conversations with a reply missing), %d duplicate replies",
-		convs, perConv, took.Round(time.Second), rc.outOfOrder, rc.distinct, short, rc.duplicates)
+	report(t, m, "%d conversations x %d interleaved messages over 2 replicas in %s: %d replies out of order, %d replies (%d conversations with a reply missing), %d duplicate replies (%d partition leases lost on the way)",
+		convs, perConv, took.Round(time.Second), rc.outOfOrder, rc.distinct, short, rc.duplicates, leaseMoves(rs.logs()...))
 	if rc.outOfOrder != 0 || rc.distinct != total || short != 0 {
 		t.Errorf("%d out of order, %d of %d replies, %d conversations short", rc.outOfOrder, rc.distinct, total, short)
 	}

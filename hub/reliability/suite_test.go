@@ -238,10 +238,19 @@ type provider struct {
 	retryPause func() time.Duration
 }
 
+// maxDeliveryWait bounds how long one delivery is retried: a hub that
+// never takes it again is a failure to report, not a test that hangs.
+const maxDeliveryWait = 2 * time.Minute
+
 func (p *provider) deliver(ctx context.Context, pick int, msgs ...testplugins.WebhookMessage) error {
+	start := time.Now()
+	last := ""
 	for attempt := 0; ; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if time.Since(start) > maxDeliveryWait {
+			return fmt.Errorf("not acknowledged after %s and %d attempts (last: %s)", maxDeliveryWait, attempt, last)
 		}
 		hubs := p.hubs()
 		if len(hubs) == 0 {
@@ -259,8 +268,10 @@ func (p *provider) deliver(ctx context.Context, pick int, msgs ...testplugins.We
 			return fmt.Errorf("delivery refused with %d", code)
 		case err == nil:
 			p.got5xx.Add(1)
+			last = fmt.Sprintf("status %d from %s", code, h.Webhooks)
 		default:
 			p.gotErr.Add(1)
+			last = err.Error()
 		}
 		pause := time.Duration(20+rand.IntN(30)) * time.Millisecond
 		if p.retryPause != nil {
@@ -272,6 +283,17 @@ func (p *provider) deliver(ctx context.Context, pick int, msgs ...testplugins.We
 			return ctx.Err()
 		}
 	}
+}
+
+// leaseMoves counts the partitions replicas lost while running (a lease not
+// renewed in time: a stalled or starved process); each is a moment where
+// two replicas may work on one conversation.
+func leaseMoves(logs ...string) int {
+	n := 0
+	for _, l := range logs {
+		n += strings.Count(l, "lost partition lease")
+	}
+	return n
 }
 
 // ---------------------------------------------------------------- replies
