@@ -181,6 +181,11 @@ type Result struct {
 	CPUHubPer1000     float64 `json:"cpu_hub_s_per_1000"`
 	CPUPluginsPer1000 float64 `json:"cpu_plugins_s_per_1000"`
 	CPURedisPer1000   float64 `json:"cpu_redis_s_per_1000,omitempty"`
+	// RedisCallsPerMsg is the commands the private Redis ran per message
+	// (INFO commandstats; a Lua script counts once as EVALSHA and once per
+	// command it runs), and RedisCallsByCmd the same by command.
+	RedisCallsPerMsg float64            `json:"redis_calls_per_msg,omitempty"`
+	RedisCallsByCmd  map[string]float64 `json:"redis_calls_per_msg_by_cmd,omitempty"`
 	// CPUByProcess is the same per process name.
 	CPUByProcess map[string]float64 `json:"cpu_s_per_1000_by_process,omitempty"`
 	// Peak resident memory (VmHWM) in MB by process: "hub", plugin
@@ -328,6 +333,11 @@ func (r *run) markdown() string {
 		}
 	}
 	for _, res := range r.report.Results {
+		if res.RedisCallsPerMsg > 0 {
+			fmt.Fprintf(&b, "\n- %s %s %s: Redis commands per message %.1f (%s)", res.Scenario, res.Store, res.Load, res.RedisCallsPerMsg, topCmds(res.RedisCallsByCmd, 6))
+		}
+	}
+	for _, res := range r.report.Results {
 		if res.Notes != "" {
 			fmt.Fprintf(&b, "\n- %s %s %s: %s", res.Scenario, res.Store, res.Load, res.Notes)
 		}
@@ -366,3 +376,22 @@ func rssList(m map[string]float64) string {
 
 // ctx is the harness's base context; every load has its own time limit.
 var ctx = context.Background()
+
+// topCmds lists the n most frequent commands, most frequent first.
+func topCmds(m map[string]float64, n int) string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		return m[names[i]] > m[names[j]] || m[names[i]] == m[names[j]] && names[i] < names[j]
+	})
+	var parts []string
+	for i, k := range names {
+		if i == n {
+			break
+		}
+		parts = append(parts, fmt.Sprintf("%s %.2f", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}

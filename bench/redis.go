@@ -1,9 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"net"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -58,4 +61,44 @@ func (r *redisProc) url() string {
 func (r *redisProc) stop() {
 	_ = r.cmd.Process.Kill()
 	<-r.done
+}
+
+// commandCalls returns the calls per command from INFO commandstats.
+func (r *redisProc) commandCalls() map[string]int64 {
+	c, err := net.DialTimeout("tcp", r.addr, time.Second)
+	if err != nil {
+		return nil
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("INFO commandstats\r\n")); err != nil {
+		return nil
+	}
+	// A bulk string: $<len>\r\n<payload>\r\n.
+	br := bufio.NewReader(c)
+	head, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(head, "$") {
+		return nil
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(head[1:]))
+	if err != nil || n < 0 {
+		return nil
+	}
+	buf := make([]byte, n)
+	if _, err := io.ReadFull(br, buf); err != nil {
+		return nil
+	}
+	out := map[string]int64{}
+	for _, line := range strings.Split(string(buf), "\r\n") {
+		// cmdstat_get:calls=12,usec=34,...
+		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
+		if !ok || len(name) == len(line) {
+			continue
+		}
+		calls, _, _ := strings.Cut(rest, ",")
+		if v, err := strconv.ParseInt(calls, 10, 64); err == nil {
+			out[name] = v
+		}
+	}
+	return out
 }

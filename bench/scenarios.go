@@ -111,8 +111,10 @@ func (e *env) measure(res *Result, msgs int, load func()) {
 	}
 	before := snapshot(e.hub.pid())
 	var rb procStat
+	var rcalls map[string]int64
 	if e.redis != nil {
 		rb = readProc(e.redis.pid())
+		rcalls = e.redis.commandCalls()
 	}
 	load()
 	after := snapshot(e.hub.pid())
@@ -128,6 +130,17 @@ func (e *env) measure(res *Result, msgs int, load func()) {
 			ra := readProc(e.redis.pid())
 			res.CPURedisPer1000 = (ra.CPU - rb.CPU) / float64(msgs) * 1000
 			res.CPUByProcess["redis-server"] = round2(res.CPURedisPer1000)
+			if after := e.redis.commandCalls(); after != nil && rcalls != nil {
+				res.RedisCallsByCmd = map[string]float64{}
+				var total int64
+				for cmd, n := range after {
+					if d := n - rcalls[cmd]; d > 0 && cmd != "info" {
+						total += d
+						res.RedisCallsByCmd[cmd] = round2(float64(d) / float64(msgs))
+					}
+				}
+				res.RedisCallsPerMsg = round2(float64(total) / float64(msgs))
+			}
 		}
 	}
 	res.PeakRSSMB = peaks(after)
@@ -185,6 +198,10 @@ func (r *run) maxAndHalf(scenario, store, addr string, reqs func(n int) []reques
 		closed.CPUHubPer1000 *= float64(n) / float64(l.Sent)
 		closed.CPUPluginsPer1000 *= float64(n) / float64(l.Sent)
 		closed.CPURedisPer1000 *= float64(n) / float64(l.Sent)
+		closed.RedisCallsPerMsg = round2(closed.RedisCallsPerMsg * float64(n) / float64(l.Sent))
+		for k, v := range closed.RedisCallsByCmd {
+			closed.RedisCallsByCmd[k] = round2(v * float64(n) / float64(l.Sent))
+		}
 	}
 	r.add(closed)
 	rate := max(closed.ReqPerSec/2, 10)

@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/switchboard-hub/switchboard/hub/pipeline"
-	"github.com/switchboard-hub/switchboard/hub/store"
 	"github.com/switchboard-hub/switchboard/plugins/sdk"
 	"github.com/switchboard-hub/switchboard/rules"
 )
@@ -290,19 +289,15 @@ func (a *Assigner) deliverNow(ctx context.Context, n *Notification, attempt int)
 	return nil
 }
 
-// effectDone and markEffect record effects done, in the pipeline's
-// effects namespace, so a retried timer does not do them twice.
+// effectDone and markEffect record effects done, beside the pipeline's,
+// so a retried timer does not do them twice.
 func (a *Assigner) effectDone(ctx context.Context, key string) (bool, error) {
-	_, _, err := a.o.Store.Get(ctx, pipeline.NSEffects, key)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
+	_, ok, err := a.o.Store.Recorded(ctx, pipeline.EffectKey(key))
+	return ok, err
 }
 
 func (a *Assigner) markEffect(ctx context.Context, key, val string) error {
-	_, err := a.o.Store.Put(ctx, pipeline.NSEffects, key, []byte(val), 30*24*time.Hour)
-	return err
+	return a.o.Store.Record(ctx, pipeline.EffectKey(key), []byte(val), 30*24*time.Hour)
 }
 
 // ---------------------------------------------------------------- dispatcher

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync"
@@ -397,8 +398,7 @@ func TestWebhookNotifications(t *testing.T) {
 	var bodies [][]byte
 	fail := 2
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b := make([]byte, r.ContentLength)
-		_, _ = r.Body.Read(b)
+		b, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		defer mu.Unlock()
 		got = append(got, r)
@@ -415,22 +415,26 @@ func TestWebhookNotifications(t *testing.T) {
 	wed := time.Date(2026, 3, 11, 9, 0, 0, 0, hcm)
 	h := startSLAHub(t, st, wed, assign.Options{})
 	d := &assign.Dispatcher{WebhookURL: srv.URL, WebhookSecret: "s3cret", Now: h.clk.Now}
-	h.a = newAssigner(t, st, assign.Options{Rules: testRules(t).Current, Pipeline: h.p, Now: h.clk.Now, Notifier: d})
+	reg := prometheus.NewRegistry()
+	h.a = newAssigner(t, st, assign.Options{Rules: testRules(t).Current, Pipeline: h.p, Now: h.clk.Now, Notifier: d, Registerer: reg})
 	if err := h.a.Install(); err != nil {
 		t.Fatal(err)
 	}
 	h.handOff(t, "t:w", "biz", "normal")
 	count := func() int { mu.Lock(); defer mu.Unlock(); return len(got) }
-	eventually(t, 5*time.Second, "first attempt", func() bool { return count() == 1 })
+	// A retry is scheduled from the clock's time once the failure is back,
+	// a moment after the server saw the request: advance only after that.
+	retries := func() int { return int(metricValue(t, reg, "switchboard_notifications_total", "result=retry")) }
+	eventually(t, 30*time.Second, "first attempt and its retry scheduled", func() bool { return count() == 1 && retries() == 1 })
 	h.clk.Advance(5 * time.Second)
-	eventually(t, 5*time.Second, "second attempt after 5s", func() bool { return count() == 2 })
+	eventually(t, 30*time.Second, "second attempt after 5s and its retry scheduled", func() bool { return count() == 2 && retries() == 2 })
 	h.clk.Advance(9 * time.Second)
 	h.timerRound(t)
 	if count() != 2 {
 		t.Fatalf("retried before the 10s backoff: %d", count())
 	}
 	h.clk.Advance(time.Second)
-	eventually(t, 5*time.Second, "third attempt after 10s more", func() bool { return count() == 3 })
+	eventually(t, 30*time.Second, "third attempt after 10s more", func() bool { return count() == 3 })
 	h.clk.Advance(time.Minute) // well before the SLA deadline's own notifications
 	h.timerRound(t)
 	mu.Lock()

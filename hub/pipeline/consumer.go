@@ -379,10 +379,18 @@ func (p *Pipeline) handle(ctx context.Context, e store.Entry) {
 	// attempt counts the tries (process dedupes on the first); charged
 	// those that count against MaxDeliveries: a plugin that was not
 	// running never saw the task, and a message must not be dead-lettered
-	// because a plugin crash-loops on another message.
+	// because a plugin crash-loops on another message. A plugin that died
+	// during the task's call may have been killed by any call in flight,
+	// so the task is retried with its calls made alone (sdk.Isolate): a
+	// death then is its own doing, and only then is it charged.
 	attempt, charged := e.Deliveries, e.Deliveries
+	alone := false
 	for {
-		err = p.process(ctx, task, attempt)
+		pctx := ctx
+		if alone {
+			pctx = sdk.Isolate(ctx)
+		}
+		err = p.process(pctx, task, attempt)
 		if err == nil {
 			break
 		}
@@ -390,13 +398,18 @@ func (p *Pipeline) handle(ctx context.Context, e store.Entry) {
 			return // shutting down: stays pending
 		}
 		p.m.Retries.WithLabelValues(task.Kind).Inc()
-		notRun := errors.Is(err, sdk.ErrNotRunning)
-		if !sdk.IsRetryable(err) || (!notRun && charged >= p.o.MaxDeliveries) {
+		died := errors.Is(err, sdk.ErrPluginDied)
+		free := errors.Is(err, sdk.ErrNotRunning) || (died && !alone)
+		if died && !alone {
+			alone = true
+			p.m.Isolated.Inc()
+		}
+		if !sdk.IsRetryable(err) || (!free && charged >= p.o.MaxDeliveries) {
 			p.deadLetter(ctx, e, task, err, charged)
 			return
 		}
 		wait := p.backoff(charged, err)
-		if !notRun {
+		if !free {
 			charged++
 		}
 		p.log.Warn("task failed; retrying", "conv", task.Conv, "kind", task.Kind, "attempt", attempt, "wait", wait, "err", err)

@@ -5,6 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/switchboard-hub/switchboard/hub/store"
@@ -74,30 +77,109 @@ type Cost struct {
 
 // Conversations reads and updates conversation state with compare-and-set,
 // so the pipeline, the admin API and other replicas never lose a write.
+//
+// It keeps the last decoded version of recently used conversations: a
+// message's task updates its conversation several times, and decoding the
+// stored JSON each time was a fifth of the hub's CPU. The store's versions
+// are never reused (not even after a delete), so a cached version either
+// is the current one or makes the compare-and-swap fail and the update
+// read again: the cache can save work, never serve a lost write.
 type Conversations struct {
 	KV  store.KV
 	Now func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]cachedConv
 }
 
-// Get returns a conversation or store.ErrNotFound.
+type cachedConv struct {
+	ver  int64
+	conv *Conversation // never handed out: callers get a clone
+}
+
+// convCacheSize bounds the cache; at a few KB per conversation this is a
+// few tens of MB at most.
+const convCacheSize = 8192
+
+func (c *Conversations) cached(id string) (*Conversation, int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.cache[id]
+	if !ok {
+		return nil, 0, false
+	}
+	return e.conv.clone(), e.ver, true
+}
+
+func (c *Conversations) remember(id string, ver int64, conv *Conversation) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cache == nil {
+		c.cache = make(map[string]cachedConv)
+	}
+	if e, ok := c.cache[id]; ok && e.ver > ver {
+		return // a newer version got here first
+	}
+	if _, ok := c.cache[id]; !ok && len(c.cache) >= convCacheSize {
+		for k := range c.cache { // any entry: maps iterate from a random point
+			delete(c.cache, k)
+			break
+		}
+	}
+	c.cache[id] = cachedConv{ver: ver, conv: conv.clone()}
+}
+
+func (c *Conversations) forget(id string) {
+	c.mu.Lock()
+	delete(c.cache, id)
+	c.mu.Unlock()
+}
+
+// clone copies what an update may change in place; LastDecision is
+// replaced, never modified, so it is shared.
+func (conv *Conversation) clone() *Conversation {
+	cp := *conv
+	cp.Tags = slices.Clone(conv.Tags)
+	cp.Facts.Extra = maps.Clone(conv.Facts.Extra)
+	return &cp
+}
+
+// Get returns a conversation or store.ErrNotFound. It always reads the
+// store, so what it returns is current.
 func (c *Conversations) Get(ctx context.Context, id string) (*Conversation, int64, error) {
 	b, ver, err := c.KV.Get(ctx, NSConversations, id)
 	if err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			c.forget(id)
+		}
 		return nil, 0, err
+	}
+	if conv, cver, ok := c.cached(id); ok && cver == ver {
+		return conv, ver, nil
 	}
 	var conv Conversation
 	if err := json.Unmarshal(b, &conv); err != nil {
 		return nil, 0, fmt.Errorf("conversation %s: %w", id, err)
 	}
+	c.remember(id, ver, &conv)
 	return &conv, ver, nil
 }
 
 // Update applies f to the conversation (a new one when missing, from
 // init) and stores it, retrying on a concurrent write. f may be called
-// more than once and must only change conv.
+// more than once and must only change conv. The first attempt starts from
+// the cached version without reading the store; a stale cache costs one
+// failed compare-and-swap.
 func (c *Conversations) Update(ctx context.Context, id string, init func() *Conversation, f func(*Conversation) error) (*Conversation, error) {
 	for attempt := 0; attempt < 50; attempt++ {
-		conv, ver, err := c.Get(ctx, id)
+		conv, ver, ok := (*Conversation)(nil), int64(0), false
+		if attempt == 0 {
+			conv, ver, ok = c.cached(id)
+		}
+		var err error
+		if !ok {
+			conv, ver, err = c.Get(ctx, id)
+		}
 		switch {
 		case errors.Is(err, store.ErrNotFound):
 			if init == nil {
@@ -122,13 +204,16 @@ func (c *Conversations) Update(ctx context.Context, id string, init func() *Conv
 		if err != nil {
 			return nil, err
 		}
-		_, err = c.KV.CompareAndSwap(ctx, NSConversations, id, ver, b, 0)
+		nver, err := c.KV.CompareAndSwap(ctx, NSConversations, id, ver, b, 0)
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
 		if err != nil {
+			// The write may or may not have landed: read next time.
+			c.forget(id)
 			return nil, err
 		}
+		c.remember(id, nver, conv)
 		return conv, nil
 	}
 	return nil, fmt.Errorf("conversation %s: too many concurrent updates", id)

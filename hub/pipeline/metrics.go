@@ -18,6 +18,7 @@ type Metrics struct {
 	TimersFired *prometheus.CounterVec
 	Handoffs    *prometheus.CounterVec
 	Flagged     prometheus.Counter
+	Isolated    prometheus.Counter
 }
 
 // NewMetrics registers the pipeline's metrics with reg (nil: unregistered).
@@ -38,10 +39,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		TimersFired: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_timers_fired_total", Help: "Timers handled, by kind."}, []string{"kind"}),
 		Handoffs:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_handoffs_total", Help: "Conversations handed to a person, by reason."}, []string{"reason"}),
 		Flagged:     prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_conversations_flagged_total", Help: "Conversations flagged for a person, e.g. past the history hard cap."}),
+		Isolated:    prometheus.NewCounter(prometheus.CounterOpts{Name: "switchboard_tasks_isolated_total", Help: "Tasks retried with their plugin calls made alone after a plugin died during their call."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.QueueDepth, m.Partitions, m.Processed, m.Retries, m.DeadLetters, m.Duplicates, m.Stage,
-			m.EndToEnd, m.Replies, m.Tokens, m.CostUSD, m.TimersFired, m.Handoffs, m.Flagged)
+			m.EndToEnd, m.Replies, m.Tokens, m.CostUSD, m.TimersFired, m.Handoffs, m.Flagged, m.Isolated)
 	}
 	return m
 }

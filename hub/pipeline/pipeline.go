@@ -8,7 +8,6 @@ package pipeline
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -175,8 +174,10 @@ func (p *Pipeline) Options() Options { return p.o }
 
 // ---------------------------------------------------------------- effects
 
-// NSEffects is the KV namespace of effect records.
-const NSEffects = "fx"
+// EffectKey is the key of an effect record in the store's records
+// (store.Dedupe.Record): one store operation to write and one to read, where
+// a versioned KV item cost a script with five commands.
+func EffectKey(key string) string { return "fx:" + key }
 
 // AuditLog is the log name of the effects audit trail.
 const AuditLog = "audit"
@@ -225,11 +226,8 @@ func ConvAuditLog(conv string) string { return "audit:" + conv }
 
 // effectDone returns the recorded result of an effect already done.
 func (p *Pipeline) effectDone(ctx context.Context, key string) (string, bool, error) {
-	v, _, err := p.o.Store.Get(ctx, NSEffects, key)
-	if errors.Is(err, store.ErrNotFound) {
-		return "", false, nil
-	}
-	if err != nil {
+	v, ok, err := p.o.Store.Recorded(ctx, EffectKey(key))
+	if err != nil || !ok {
 		return "", false, err
 	}
 	return string(v), true, nil
@@ -246,7 +244,7 @@ func (p *Pipeline) once(ctx context.Context, key string, f func() (string, error
 	if err != nil {
 		return "", false, err
 	}
-	if _, err := p.o.Store.Put(ctx, NSEffects, key, []byte(res), p.o.DedupeTTL); err != nil {
+	if err := p.o.Store.Record(ctx, EffectKey(key), []byte(res), p.o.DedupeTTL); err != nil {
 		return res, false, fmt.Errorf("record effect %s: %w", key, err)
 	}
 	return res, false, nil

@@ -426,8 +426,8 @@ func (p *Pipeline) reply(ctx context.Context, t *Task) error {
 		})
 		p.m.Stage.WithLabelValues("llm").Observe(p.now().Sub(start).Seconds())
 		switch {
-		case err != nil && sdk.IsRetryable(err):
-			return err
+		case err != nil && (sdk.IsRetryable(err) || ctx.Err() != nil):
+			return err // a shutdown's cancellation is not the model's refusal
 		case err != nil:
 			// A permanent LLM failure (a revoked key, a refused prompt) must
 			// not leave the customer unanswered: a person takes over.
@@ -724,7 +724,7 @@ func (p *Pipeline) writeCRM(ctx context.Context, conv *Conversation, d *rules.De
 	// forget drops a contact id the CRM no longer knows (deleted by a
 	// person, or a CRM that lost it), so the retry upserts it afresh.
 	forget := func(cause error) error {
-		_ = p.o.Store.Delete(ctx, NSEffects, contactKey)
+		_ = p.o.Store.Forget(ctx, EffectKey(contactKey))
 		if _, err := p.convs.Update(ctx, conv.ID, nil, func(c *Conversation) error {
 			c.ContactID, c.DealID = "", ""
 			return nil

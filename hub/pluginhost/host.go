@@ -189,6 +189,9 @@ func (m *Manager) add(s Spec) *Instance {
 	if r, ok := m.reattach[s.Name]; ok {
 		inst.debug = &r
 	}
+	if s.Kind == sdk.KindChannel {
+		inst.webhooks = inst.newWebhookBatcher()
+	}
 	m.mu.Lock()
 	m.instances[s.Name] = inst
 	m.order = append(m.order, s.Name)
@@ -333,6 +336,13 @@ type Instance struct {
 	pid      int
 	ready    chan struct{} // closed while running
 	crashes  []time.Time
+	gen      uint64 // counts the processes launched
+	// blamed is the gen of a process that died during a call made alone
+	// (sdk.Isolate): that call's message killed it, so the death counts
+	// towards a crash loop only in bulk (blamedCrashFactor).
+	blamed        uint64
+	blamedCrashes []time.Time // deaths pinned on messages, within CrashLoopIn
+	gate          gate
 
 	kick      chan struct{}
 	stop      chan struct{}
@@ -340,6 +350,8 @@ type Instance struct {
 	stopOnce  sync.Once
 	firstDone chan struct{}
 	firstErr  error
+
+	webhooks *webhookBatcher // channel instances only
 }
 
 // Name is the instance name.
@@ -389,7 +401,8 @@ func (i *Instance) run() {
 				return
 			}
 		}
-		if err == nil {
+		ran := err == nil
+		if ran {
 			failures = 0
 			log.Info("plugin running", "pid", i.Status().PID, "version", i.manifest.Version)
 			err = i.watch()
@@ -402,15 +415,33 @@ func (i *Instance) run() {
 			log.Error("plugin failed to start", "err", err)
 		}
 		failures++
+		// A process that died under a call made alone was killed by that
+		// call's message, which the pipeline charges and dead-letters in
+		// time; counting it here would stop every other message behind a
+		// crash-loop backoff.
+		// Two signs, as the call and this loop race: the call still holds
+		// the gate alone, or it has left after marking the process blamed.
+		blamed := ran && i.gate.alone()
 		i.mu.Lock()
+		blamed = blamed || (ran && i.blamed == i.gen)
 		i.restarts++
 		now := time.Now()
-		i.crashes = append(i.crashes, now)
-		for len(i.crashes) > 0 && now.Sub(i.crashes[0]) > i.m.opts.CrashLoopIn {
-			i.crashes = i.crashes[1:]
+		if blamed {
+			i.blamedCrashes = append(i.blamedCrashes, now)
+		} else {
+			i.crashes = append(i.crashes, now)
 		}
-		loop := len(i.crashes) >= i.m.opts.CrashLoopCount
+		i.crashes = within(i.crashes, now, i.m.opts.CrashLoopIn)
+		i.blamedCrashes = within(i.blamedCrashes, now, i.m.opts.CrashLoopIn)
+		// Deaths pinned on messages are forgiven, but not without end: a
+		// plugin that dies on most messages is broken, and a crash loop
+		// holds the messages (uncharged) instead of dead-lettering each.
+		loop := len(i.crashes) >= i.m.opts.CrashLoopCount ||
+			len(i.blamedCrashes) >= blamedCrashFactor*i.m.opts.CrashLoopCount
 		i.mu.Unlock()
+		if blamed {
+			log.Warn("plugin died during a call made alone: the call's message is charged, not the plugin")
+		}
 		state := StateRestarting
 		switch {
 		case errors.Is(err, ErrVerify):
@@ -428,6 +459,19 @@ func (i *Instance) run() {
 		case <-i.kick:
 		}
 	}
+}
+
+// blamedCrashFactor: this many times CrashLoopCount deaths pinned on
+// messages within CrashLoopIn make a crash loop too (20 a minute by
+// default: four poison messages' worth).
+const blamedCrashFactor = 4
+
+// within drops the times older than d before now.
+func within(ts []time.Time, now time.Time, d time.Duration) []time.Time {
+	for len(ts) > 0 && now.Sub(ts[0]) > d {
+		ts = ts[1:]
+	}
+	return ts
 }
 
 // backoff doubles from MinBackoff per consecutive failure, capped at
@@ -472,7 +516,8 @@ func (i *Instance) launch() error {
 			return err
 		}
 		cmd := exec.Command(i.spec.Path)
-		cmd.Env = append(envList(i.spec.Env), sdk.HubPIDEnv+"="+strconv.Itoa(os.Getpid()))
+		cmd.Env = append(envList(i.spec.Env), sdk.HubPIDEnv+"="+strconv.Itoa(os.Getpid()),
+			sdk.LogLevelEnv+"="+minLevel(i.m.log).String())
 		cfg.Cmd = cmd
 		cfg.AutoMTLS = true
 		cfg.SkipHostEnv = true // go-plugin would otherwise pass the hub's secrets along
@@ -493,13 +538,18 @@ func (i *Instance) launch() error {
 	}
 	i.mu.Lock()
 	i.client, i.remote, i.manifest, i.pid = client, remote, manifest, pid
-	i.ready = closedChan()
+	i.gen++
+	// Wake the calls waiting for this restart: they hold the channel made
+	// when the last process went away.
+	select {
+	case <-i.ready:
+	default:
+		close(i.ready)
+	}
 	i.mu.Unlock()
 	i.setState(StateRunning, nil)
 	return nil
 }
-
-func closedChan() chan struct{} { c := make(chan struct{}); close(c); return c }
 
 func (i *Instance) connect(client *plugin.Client) (any, sdk.Manifest, error) {
 	rpc, err := client.Client()
@@ -620,56 +670,76 @@ func (i *Instance) shutdown() {
 	}
 }
 
-// current returns the running plugin, waiting briefly for a restart.
-func (i *Instance) current(ctx context.Context) (any, error) {
+// current returns the running plugin and its generation, waiting briefly
+// for a restart.
+func (i *Instance) current(ctx context.Context) (any, uint64, error) {
 	i.mu.RLock()
-	r, ready, state := i.remote, i.ready, i.state
+	r, gen, ready, state := i.remote, i.gen, i.ready, i.state
 	i.mu.RUnlock()
 	if r != nil {
-		return r, nil
+		return r, gen, nil
 	}
 	if state == StateStopped || state == StateRefused {
-		return nil, sdk.Retryable(fmt.Errorf("plugin %s is %s: %w", i.spec.Name, state, sdk.ErrNotRunning), i.m.opts.MaxBackoff).WithReason("plugin_unavailable")
+		return nil, 0, sdk.Retryable(fmt.Errorf("plugin %s is %s: %w", i.spec.Name, state, sdk.ErrNotRunning), i.m.opts.MaxBackoff).WithReason("plugin_unavailable")
 	}
 	t := time.NewTimer(i.m.opts.WaitReady)
 	defer t.Stop()
 	select {
 	case <-ready:
 		i.mu.RLock()
-		r = i.remote
+		r, gen = i.remote, i.gen
 		i.mu.RUnlock()
 		if r != nil {
-			return r, nil
+			return r, gen, nil
 		}
 	case <-t.C:
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, 0, ctx.Err()
 	}
-	return nil, sdk.Retryable(fmt.Errorf("plugin %s is %s: %w", i.spec.Name, state, sdk.ErrNotRunning), time.Second).WithReason("plugin_unavailable")
+	return nil, 0, sdk.Retryable(fmt.Errorf("plugin %s is %s: %w", i.spec.Name, state, sdk.ErrNotRunning), time.Second).WithReason("plugin_unavailable")
 }
 
 // call runs one plugin call with the instance's deadline and metrics.
 func call[T any](i *Instance, ctx context.Context, method string, f func(context.Context, any) (T, error)) (T, error) {
 	var zero T
 	start := time.Now()
-	r, err := i.current(ctx)
+	alone := sdk.Isolated(ctx)
+	err := i.gate.enter(ctx, alone)
 	if err == nil {
-		cctx, cancel := context.WithTimeout(ctx, i.spec.CallTimeout)
-		var v T
-		v, err = f(cctx, r)
-		cancel()
+		defer i.gate.leave(alone)
+		var r any
+		var gen uint64
+		r, gen, err = i.current(ctx)
 		if err == nil {
-			i.m.metrics.calls.WithLabelValues(i.spec.Name, method, "ok").Inc()
-			i.m.metrics.latency.WithLabelValues(i.spec.Name, method).Observe(time.Since(start).Seconds())
-			return v, nil
-		}
-		if sdk.ReasonOf(err) == "timeout" && ctx.Err() == nil {
-			err = sdk.Retryable(fmt.Errorf("plugin %s %s: no answer within %s", i.spec.Name, method, i.spec.CallTimeout), 0).WithReason("timeout")
-		}
-		if sdk.ReasonOf(err) == "plugin_unavailable" {
-			select {
-			case i.kick <- struct{}{}:
-			default:
+			cctx, cancel := context.WithTimeout(ctx, i.spec.CallTimeout)
+			var v T
+			v, err = f(cctx, r)
+			cancel()
+			if err == nil {
+				i.m.metrics.calls.WithLabelValues(i.spec.Name, method, "ok").Inc()
+				i.m.metrics.latency.WithLabelValues(i.spec.Name, method).Observe(time.Since(start).Seconds())
+				return v, nil
+			}
+			if sdk.ReasonOf(err) == "timeout" && ctx.Err() == nil {
+				err = sdk.Retryable(fmt.Errorf("plugin %s %s: no answer within %s", i.spec.Name, method, i.spec.CallTimeout), 0).WithReason("timeout")
+			}
+			// A call cancelled though its caller was not: the supervisor
+			// closed the connection of a process that died.
+			canceled := errors.Is(err, context.Canceled) && ctx.Err() == nil
+			if canceled || (sdk.ReasonOf(err) == "plugin_unavailable" && !errors.Is(err, sdk.ErrNotRunning)) {
+				// The process went away under the call.
+				// %v: a closed connection shows as context.Canceled, which
+				// must not reach the caller as its own cancellation.
+				err = sdk.Retryable(fmt.Errorf("%w: %v", sdk.ErrPluginDied, err), 0).WithReason("plugin_unavailable")
+				if alone {
+					i.mu.Lock()
+					i.blamed = gen
+					i.mu.Unlock()
+				}
+				select {
+				case i.kick <- struct{}{}:
+				default:
+				}
 			}
 		}
 	}
@@ -693,4 +763,15 @@ func envList(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// minLevel is the lowest level logger writes, told to plugins so they do
+// not ship records it would drop.
+func minLevel(logger *slog.Logger) slog.Level {
+	for _, l := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn} {
+		if logger.Enabled(context.Background(), l) {
+			return l
+		}
+	}
+	return slog.LevelError
 }

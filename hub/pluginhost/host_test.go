@@ -119,6 +119,26 @@ func TestEveryMethodAndRestartAfterSIGKILL(t *testing.T) {
 	callAll(t)
 }
 
+// A call made while the plugin restarts waits for it and is served by
+// the new process, instead of failing when WaitReady runs out.
+func TestCallDuringRestartWaitsForTheNewProcess(t *testing.T) {
+	_, _, llm := bins(t)
+	m := start(t, pluginhost.Options{MinBackoff: 300 * time.Millisecond, WaitReady: time.Minute},
+		pluginhost.Spec{Name: "llm", Kind: sdk.KindLLM, Path: llm})
+	before := m.Get("llm").Status()
+	if err := syscall.Kill(before.PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the death noticed", func() bool { return m.Get("llm").Status().State != pluginhost.StateRunning })
+	l, _ := m.LLM("llm")
+	if _, err := l.Generate(ctx(t), &sdk.GenerateRequest{History: []sdk.Turn{{Role: "customer", Text: "hi"}}}); err != nil {
+		t.Fatalf("a call during the restart: %v", err)
+	}
+	if s := m.Get("llm").Status(); s.PID == before.PID || s.Restarts != 1 {
+		t.Fatalf("served by %+v", s)
+	}
+}
+
 func TestChecksumMismatchRefused(t *testing.T) {
 	ch, _, _ := bins(t)
 	good, err := pluginhost.FileSHA256(ch)
@@ -200,6 +220,9 @@ func TestOnlyGrantedEnvironment(t *testing.T) {
 			}
 			continue
 		}
+		if name == sdk.LogLevelEnv { // the level the hub logs at, so plugins skip the rest
+			continue
+		}
 		t.Errorf("plugin got %s from the hub's environment", name)
 	}
 	if !strings.Contains(string(env), "TZ=Asia/Ho_Chi_Minh") {
@@ -228,26 +251,125 @@ func TestCallDeadline(t *testing.T) {
 	}
 }
 
-func TestCrashLoopReported(t *testing.T) {
+// crashingLLM starts the test LLM set to exit on "BOOM", restarting fast.
+func crashingLLM(t *testing.T, crashLoop int) *pluginhost.Manager {
 	_, _, llm := bins(t)
-	m := start(t, pluginhost.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: time.Hour, CrashLoopCount: 3},
+	return start(t, pluginhost.Options{MinBackoff: 5 * time.Millisecond, MaxBackoff: time.Hour, CrashLoopCount: crashLoop},
 		pluginhost.Spec{Name: "llm", Kind: sdk.KindLLM, Path: llm, Config: json.RawMessage(`{"crash_on":"BOOM"}`)})
+}
+
+// crash waits for the LLM to run, kills it with a call under ctx, waits
+// for the supervisor to notice and returns the call's error.
+func crash(t *testing.T, m *pluginhost.Manager, ctx context.Context) error {
+	t.Helper()
+	eventually(t, 15*time.Second, "llm running", func() bool { return m.Get("llm").Status().State == pluginhost.StateRunning })
+	before := m.Get("llm").Status().Restarts
 	l, _ := m.LLM("llm")
-	for i := 0; i < 3; i++ {
-		eventually(t, 15*time.Second, "llm running", func() bool { return m.Get("llm").Status().State == pluginhost.StateRunning })
-		_, err := l.Generate(ctx(t), &sdk.GenerateRequest{History: []sdk.Turn{{Role: "customer", Text: "BOOM"}}})
-		if err == nil || !sdk.IsRetryable(err) {
+	_, err := l.Generate(ctx, &sdk.GenerateRequest{History: []sdk.Turn{{Role: "customer", Text: "BOOM"}}})
+	eventually(t, 15*time.Second, "crash noticed", func() bool { return m.Get("llm").Status().Restarts == before+1 })
+	return err
+}
+
+func TestCrashLoopReported(t *testing.T) {
+	m := crashingLLM(t, 3)
+	for range 3 {
+		if err := crash(t, m, ctx(t)); err == nil || !sdk.IsRetryable(err) {
 			t.Fatalf("a crashing call: %v", err)
 		}
-		eventually(t, 15*time.Second, "crash noticed", func() bool { return m.Get("llm").Status().Restarts == i+1 })
 	}
 	s := m.Get("llm").Status()
 	if s.State != pluginhost.StateCrashLoop || s.LastError == "" {
 		t.Fatalf("after 3 crashes: %+v", s)
 	}
 	// A crash loop backs off instead of spinning: no more restarts now.
+	l, _ := m.LLM("llm")
 	if _, err := l.Generate(ctx(t), &sdk.GenerateRequest{History: []sdk.Turn{{Role: "customer", Text: "hi"}}}); err == nil || sdk.ReasonOf(err) != "plugin_unavailable" || !errors.Is(err, sdk.ErrNotRunning) {
 		t.Fatalf("call during a crash loop: %v", err)
+	}
+}
+
+// A call that kills the plugin fails with ErrPluginDied. Made alone
+// (sdk.Isolate), the death is that call's message's doing: it does not
+// count towards a crash loop, so the plugin comes back at once for the
+// other messages however often the poison message is retried.
+func TestDeathDuringIsolatedCallIsNotACrashLoop(t *testing.T) {
+	m := crashingLLM(t, 2)
+	for i := range 5 {
+		err := crash(t, m, sdk.Isolate(ctx(t)))
+		if !errors.Is(err, sdk.ErrPluginDied) || !sdk.IsRetryable(err) || errors.Is(err, sdk.ErrNotRunning) {
+			t.Fatalf("an isolated call that kills the plugin: %v", err)
+		}
+		if s := m.Get("llm").Status(); s.State == pluginhost.StateCrashLoop {
+			t.Fatalf("after %d deaths during isolated calls: %+v", i+1, s)
+		}
+	}
+	l, _ := m.LLM("llm")
+	if _, err := l.Generate(ctx(t), &sdk.GenerateRequest{History: []sdk.Turn{{Role: "customer", Text: "hi"}}}); err != nil {
+		t.Fatalf("a normal call after the isolated deaths: %v", err)
+	}
+	// Deaths during shared calls still make a crash loop.
+	for range 2 {
+		if err := crash(t, m, ctx(t)); !errors.Is(err, sdk.ErrPluginDied) {
+			t.Fatalf("a shared call that kills the plugin: %v", err)
+		}
+	}
+	if s := m.Get("llm").Status(); s.State != pluginhost.StateCrashLoop {
+		t.Fatalf("after 2 deaths during shared calls: %+v", s)
+	}
+}
+
+// Deaths pinned on messages are forgiven only up to 4 × crash_loop a
+// window: a plugin that dies on most messages is broken, and a crash loop
+// holds the messages instead of dead-lettering each.
+func TestManyIsolatedDeathsMakeACrashLoop(t *testing.T) {
+	m := crashingLLM(t, 2)
+	for i := range 8 {
+		if s := m.Get("llm").Status(); s.State == pluginhost.StateCrashLoop {
+			t.Fatalf("a crash loop after %d deaths during isolated calls, want 8: %+v", i, s)
+		}
+		if err := crash(t, m, sdk.Isolate(ctx(t))); !errors.Is(err, sdk.ErrPluginDied) {
+			t.Fatalf("an isolated call that kills the plugin: %v", err)
+		}
+	}
+	if s := m.Get("llm").Status(); s.State != pluginhost.StateCrashLoop {
+		t.Fatalf("after 8 deaths during isolated calls: %+v", s)
+	}
+}
+
+// Calls in flight when the plugin dies fail as retryable, whether their
+// connection broke or the supervisor closed it first (a cancelled call
+// whose caller did not cancel): a message must not be handed to a person
+// as if the model had refused it because another message crashed the
+// plugin.
+func TestCallsInFlightWhenThePluginDiesAreRetryable(t *testing.T) {
+	_, _, llm := bins(t)
+	m := start(t, pluginhost.Options{},
+		pluginhost.Spec{Name: "llm", Kind: sdk.KindLLM, Path: llm, CallTimeout: 20 * time.Second,
+			Config: json.RawMessage(`{"crash_on":"BOOM","latency_ms":1500}`)})
+	l, _ := m.LLM("llm")
+	const n = 8 + 64
+	errs := make(chan error, n)
+	call := func() {
+		_, err := l.Generate(ctx(t), &sdk.GenerateRequest{History: []sdk.Turn{{Role: "customer", Text: "hi"}}})
+		errs <- err
+	}
+	for range 8 {
+		go call()
+	}
+	_, err := l.Generate(ctx(t), &sdk.GenerateRequest{History: []sdk.Turn{{Role: "customer", Text: "BOOM"}}})
+	if !errors.Is(err, sdk.ErrPluginDied) {
+		t.Fatalf("the call that killed the plugin: %v", err)
+	}
+	// Calls made while the supervisor closes the dead process's connection.
+	for range n - 8 {
+		go call()
+	}
+	for range n {
+		err := <-errs
+		if err != nil && (errors.Is(err, context.Canceled) || !sdk.IsRetryable(err) ||
+			!(errors.Is(err, sdk.ErrPluginDied) || errors.Is(err, sdk.ErrNotRunning))) {
+			t.Errorf("a call in flight when the plugin died: %v", err)
+		}
 	}
 }
 

@@ -6,12 +6,13 @@ import (
 	"github.com/switchboard-hub/switchboard/plugins/sdk"
 )
 
-// Channel calls a channel plugin instance.
+// Channel calls a channel plugin instance. Concurrent webhooks go to the
+// plugin in batches (see batch.go).
 type Channel struct{ *Instance }
 
 func (c *Channel) HandleWebhook(ctx context.Context, req *sdk.WebhookRequest) (*sdk.WebhookResult, error) {
 	return call(c.Instance, ctx, "HandleWebhook", func(ctx context.Context, r any) (*sdk.WebhookResult, error) {
-		return r.(*sdk.RemoteChannel).HandleWebhook(ctx, req)
+		return c.handleWebhook(ctx, r, req)
 	})
 }
 

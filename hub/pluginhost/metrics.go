@@ -9,6 +9,9 @@ type metrics struct {
 	latency  *prometheus.HistogramVec
 	restarts *prometheus.CounterVec
 	up       *prometheus.GaugeVec
+	// batchSize counts the items of each batch sent to a plugin; calls
+	// and latency still count every item as one call.
+	batchSize *prometheus.HistogramVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -26,9 +29,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "switchboard_plugin_up", Help: "1 when the plugin process is running and configured.",
 		}, []string{"plugin"}),
+		batchSize: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "switchboard_plugin_batch_size", Help: "Items per batched plugin call, by plugin instance and method.",
+			Buckets: []float64{1, 2, 4, 8, 16, 32, 64},
+		}, []string{"plugin", "method"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.calls, m.latency, m.restarts, m.up)
+		reg.MustRegister(m.calls, m.latency, m.restarts, m.up, m.batchSize)
 	}
 	return m
 }

@@ -153,6 +153,12 @@ func TestKillReplicasDuringDeliveries(t *testing.T) {
 			user := fmt.Sprintf("kill-u%d", c)
 			for s := range perConv {
 				lim.wait(ctx)
+				// Spread the messages over the kills, so that at least
+				// minKills fall during the deliveries however slowly
+				// the machine restarts replicas.
+				for kills.Load() < int64(s*(minKills+1)/perConv) && ctx.Err() == nil {
+					time.Sleep(10 * time.Millisecond)
+				}
 				seq := c*perConv + s
 				if err := p.deliver(ctx, c+s, canaryMessage(fmt.Sprintf("kill-%d-%d", c, s), user, seq)); err != nil {
 					failed.Add(1)

@@ -188,9 +188,18 @@ type Dedupe interface {
 	// MarkOnce records key for ttl and reports whether this call was the
 	// first to do so (SET NX semantics). ttl must be > 0.
 	MarkOnce(ctx context.Context, key string, ttl time.Duration) (first bool, err error)
-	// Forget removes key, so the next MarkOnce is first again (used when
-	// the work a mark guarded failed and must be redone).
+	// Forget removes key (a mark or a record), so the next MarkOnce is
+	// first again (used when the work a mark guarded failed and must be
+	// redone).
 	Forget(ctx context.Context, key string) error
+	// Record remembers key for ttl (> 0) with a value, replacing what was
+	// there: the result of an effect done once. Unlike KV items a record
+	// has no version and is not listed, so it costs one store operation.
+	// Records share MarkOnce's keys: use distinct prefixes.
+	Record(ctx context.Context, key string, val []byte, ttl time.Duration) error
+	// Recorded returns a live record's value; ok is false when there is
+	// none.
+	Recorded(ctx context.Context, key string) (val []byte, ok bool, err error)
 }
 
 // Counters are integers with a fixed-window expiry (rate limits, budgets).

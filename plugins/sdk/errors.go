@@ -68,6 +68,27 @@ func (e *Error) Unwrap() error { return e.Err }
 // a retry costs the message none of its attempts.
 var ErrNotRunning = errors.New("plugin not running")
 
+// ErrPluginDied is wrapped by the host's errors for calls that failed
+// because the plugin process died while they were in flight. A call made
+// alone (see Isolate) that fails with it is what killed the process.
+var ErrPluginDied = errors.New("the plugin process died during the call")
+
+type isolateKey struct{}
+
+// Isolate marks ctx so that a host makes the plugin calls under it alone:
+// no other call to the same plugin process in flight meanwhile. The hub
+// retries a message this way after a plugin died during its call, to tell
+// the message that kills the plugin from those that were only there.
+func Isolate(ctx context.Context) context.Context {
+	return context.WithValue(ctx, isolateKey{}, true)
+}
+
+// Isolated reports whether ctx was marked by Isolate.
+func Isolated(ctx context.Context) bool {
+	v, _ := ctx.Value(isolateKey{}).(bool)
+	return v
+}
+
 // WithReason sets a machine-readable sub-reason and returns e.
 func (e *Error) WithReason(reason string) *Error { e.Reason = reason; return e }
 

@@ -25,7 +25,9 @@ type KV interface {
 	// Put writes unconditionally; ttl 0 keeps the key forever.
 	Put(ctx context.Context, key string, value []byte, ttl time.Duration) (version int64, err error)
 	// CompareAndSwap writes only if the key is at expectVersion (0: the key
-	// must not exist), and returns ErrConflict otherwise.
+	// must not exist), and returns ErrConflict otherwise. Versions are
+	// never reused, not even after Delete or expiry, so a version a plugin
+	// remembers either is current or makes the swap fail.
 	CompareAndSwap(ctx context.Context, key string, expectVersion int64, value []byte, ttl time.Duration) (version int64, err error)
 	Delete(ctx context.Context, key string) error
 }
@@ -42,6 +44,7 @@ type HostBackend interface {
 type MemoryHost struct {
 	mu     sync.Mutex
 	items  map[string]memItem
+	seq    int64 // versions are never reused, as in the hub's store
 	now    func() time.Time
 	logger *slog.Logger
 	// Logs records every Log call, for assertions.
@@ -85,8 +88,9 @@ func (m *MemoryHost) Get(_ context.Context, key string) ([]byte, int64, error) {
 	return append([]byte(nil), it.value...), it.version, nil
 }
 
-func (m *MemoryHost) put(key string, value []byte, ttl time.Duration, prev int64) int64 {
-	it := memItem{value: append([]byte(nil), value...), version: prev + 1}
+func (m *MemoryHost) put(key string, value []byte, ttl time.Duration) int64 {
+	m.seq++
+	it := memItem{value: append([]byte(nil), value...), version: m.seq}
 	if ttl > 0 {
 		it.expires = m.now().Add(ttl)
 	}
@@ -97,8 +101,7 @@ func (m *MemoryHost) put(key string, value []byte, ttl time.Duration, prev int64
 func (m *MemoryHost) Put(_ context.Context, key string, value []byte, ttl time.Duration) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	it, _ := m.live(key)
-	return m.put(key, value, ttl, it.version), nil
+	return m.put(key, value, ttl), nil
 }
 
 func (m *MemoryHost) CompareAndSwap(_ context.Context, key string, expect int64, value []byte, ttl time.Duration) (int64, error) {
@@ -108,7 +111,7 @@ func (m *MemoryHost) CompareAndSwap(_ context.Context, key string, expect int64,
 	if it.version != expect {
 		return 0, ErrConflict
 	}
-	return m.put(key, value, ttl, it.version), nil
+	return m.put(key, value, ttl), nil
 }
 
 func (m *MemoryHost) Delete(_ context.Context, key string) error {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,6 +163,87 @@ func TestHostServicesOverBroker(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Many concurrent KV calls from a plugin (batched by the SDK's host
+// client) each get their own answer through the real broker.
+func TestHostKVConcurrentOverBroker(t *testing.T) {
+	for _, mode := range []string{"in-process", "subprocess"} {
+		t.Run(mode, func(t *testing.T) {
+			host := sdk.NewMemoryHost(nil)
+			var c *sdk.RemoteChannel
+			if mode == "in-process" {
+				c = testkit.StartChannel(t, &kvLoad{})
+			} else {
+				c = testkit.LaunchChannel(t, testkit.BuildPlugin(t, "github.com/switchboard-hub/switchboard/plugins/sdk/internal/hostprobe"))
+			}
+			if err := c.Configure(testkit.Context(t, 10*time.Second), "probe", json.RawMessage(`{}`), host, "test"); err != nil {
+				t.Fatal(err)
+			}
+			res, err := c.HandleWebhook(testkit.Context(t, 20*time.Second), &sdk.WebhookRequest{Method: "POST", Path: "/concurrent"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(res.Response.Body) != "ok" {
+				t.Fatalf("answer %q", res.Response.Body)
+			}
+		})
+	}
+}
+
+// kvLoad is the in-process twin of hostprobe's /concurrent: n concurrent
+// create, conflict, put, get, delete sequences on distinct keys.
+type kvLoad struct{ host sdk.Host }
+
+func (p *kvLoad) Describe(context.Context) (sdk.Manifest, error) {
+	return sdk.Manifest{Name: "kvload", Version: "0"}, nil
+}
+
+func (p *kvLoad) Configure(_ context.Context, req sdk.ConfigureRequest) error {
+	p.host = req.Host
+	return nil
+}
+
+func (p *kvLoad) HandleWebhook(ctx context.Context, _ *sdk.WebhookRequest) (*sdk.WebhookResult, error) {
+	kv := p.host.KV()
+	const n = 100
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			key := fmt.Sprintf("c%d", i)
+			v1, err := kv.CompareAndSwap(ctx, key, 0, []byte(key), time.Hour)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if _, err := kv.CompareAndSwap(ctx, key, 0, []byte("again"), time.Hour); !errors.Is(err, sdk.ErrConflict) {
+				errs <- fmt.Errorf("%s: second create: %v", key, err)
+				return
+			}
+			if v, ver, err := kv.Get(ctx, key); err != nil || string(v) != key || ver != v1 {
+				errs <- fmt.Errorf("%s: get %q@%d, %v", key, v, ver, err)
+				return
+			}
+			if err := kv.Delete(ctx, key); err != nil {
+				errs <- err
+				return
+			}
+			if _, _, err := kv.Get(ctx, key); !errors.Is(err, sdk.ErrNotFound) {
+				errs <- fmt.Errorf("%s: after delete: %v", key, err)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, sdk.Permanent(err)
+	}
+	return &sdk.WebhookResult{Response: sdk.WebhookResponse{Status: 200, Body: []byte("ok")}}, nil
+}
+
+func (p *kvLoad) Send(context.Context, *sdk.Outbound) (*sdk.SendResult, error) {
+	return &sdk.SendResult{ProviderMessageID: "ok"}, nil
 }
 
 // TestSDKImportBoundary keeps the SDK free of the hub and its heavy

@@ -71,28 +71,66 @@ func fromStatus(err error) error {
 	if !ok {
 		return err
 	}
+	var detail *pb.ErrorDetail
 	for _, det := range st.Details() {
 		if d, ok := det.(*pb.ErrorDetail); ok {
-			return &Error{
-				Code:         ErrorCode(d.Code),
-				Message:      d.Message,
-				RetryAfter:   time.Duration(d.RetryAfterMs) * time.Millisecond,
-				Reason:       d.Reason,
-				ProviderCode: d.ProviderCode,
-			}
+			detail = d
+			break
 		}
 	}
-	switch st.Code() {
+	return fromStatusParts(st.Code(), st.Message(), detail)
+}
+
+// fromStatusParts is fromStatus on a status taken apart: a unary call's,
+// or one item's of a batch (CallError).
+func fromStatusParts(code codes.Code, msg string, d *pb.ErrorDetail) error {
+	if d != nil {
+		return &Error{
+			Code:         ErrorCode(d.Code),
+			Message:      d.Message,
+			RetryAfter:   time.Duration(d.RetryAfterMs) * time.Millisecond,
+			Reason:       d.Reason,
+			ProviderCode: d.ProviderCode,
+		}
+	}
+	switch code {
 	case codes.Canceled:
 		return context.Canceled
 	case codes.DeadlineExceeded:
-		return &Error{Code: CodeRetryable, Message: "plugin call deadline exceeded: " + st.Message(), Reason: "timeout", Err: context.DeadlineExceeded}
+		return &Error{Code: CodeRetryable, Message: "plugin call deadline exceeded: " + msg, Reason: "timeout", Err: context.DeadlineExceeded}
 	case codes.Unavailable:
-		return &Error{Code: CodeRetryable, Message: "plugin unavailable: " + st.Message(), Reason: "plugin_unavailable"}
+		return &Error{Code: CodeRetryable, Message: "plugin unavailable: " + msg, Reason: "plugin_unavailable"}
 	case codes.Unimplemented:
-		return &Error{Code: CodePermanent, Message: "plugin does not implement this call: " + st.Message(), Reason: "unimplemented"}
+		return &Error{Code: CodePermanent, Message: "plugin does not implement this call: " + msg, Reason: "unimplemented"}
 	case codes.ResourceExhausted:
-		return &Error{Code: CodePermanent, Message: "message too large for the plugin protocol: " + st.Message(), Reason: "too_large"}
+		return &Error{Code: CodePermanent, Message: "message too large for the plugin protocol: " + msg, Reason: "too_large"}
 	}
-	return &Error{Code: CodeUnknown, Message: st.Message()}
+	return &Error{Code: CodeUnknown, Message: msg}
+}
+
+// callErrorTo encodes an implementation's error for one item of a batch:
+// the status a unary call would have answered, taken apart.
+func callErrorTo(err error) *pb.CallError {
+	st := status.Convert(toStatus(err))
+	ce := &pb.CallError{GrpcCode: int32(st.Code()), Message: st.Message()}
+	for _, det := range st.Details() {
+		if d, ok := det.(*pb.ErrorDetail); ok {
+			ce.Detail = d
+			break
+		}
+	}
+	return ce
+}
+
+// callErrorFrom rebuilds the typed error of one item of a batch, as
+// fromStatus does for a unary call.
+func callErrorFrom(ce *pb.CallError) error {
+	return fromStatusParts(codes.Code(ce.GrpcCode), ce.Message, ce.Detail)
+}
+
+// DeadlineError is the error a call that ran out of time answers, the
+// same whether the deadline passed on the wire or while the call waited
+// for a batch to leave: retryable, reason "timeout".
+func DeadlineError(msg string) error {
+	return fromStatusParts(codes.DeadlineExceeded, msg, nil)
 }

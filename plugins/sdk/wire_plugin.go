@@ -8,9 +8,14 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/switchboard-hub/switchboard/plugins/sdk/pluginv1"
 )
@@ -167,14 +172,57 @@ type channelServer struct {
 }
 
 func (s *channelServer) HandleWebhook(ctx context.Context, req *pb.WebhookRequest) (*pb.WebhookResult, error) {
-	res, err := s.impl.HandleWebhook(ctx, webhookRequestFrom(req))
+	res, err := s.handleWebhook(ctx, req)
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	return res, nil
+}
+
+func (s *channelServer) handleWebhook(ctx context.Context, req *pb.WebhookRequest) (*pb.WebhookResult, error) {
+	if req == nil {
+		req = &pb.WebhookRequest{}
+	}
+	res, err := s.impl.HandleWebhook(ctx, webhookRequestFrom(req))
+	if err != nil {
+		return nil, err
+	}
 	if res == nil {
-		return nil, toStatus(errors.New("plugin returned no webhook result"))
+		return nil, errors.New("plugin returned no webhook result")
 	}
 	return webhookResultTo(res), nil
+}
+
+// HandleWebhooks runs the author's HandleWebhook for every item of the
+// batch concurrently, each under its own deadline, and answers the
+// outcomes in order: authors get batching without writing any of it.
+func (s *channelServer) HandleWebhooks(ctx context.Context, b *pb.WebhookBatch) (*pb.WebhookBatchResult, error) {
+	out := make([]*pb.WebhookBatchOutcome, len(b.Items))
+	one := func(i int) {
+		it := b.Items[i]
+		ictx := ctx
+		if it.Timeout != nil {
+			var cancel context.CancelFunc
+			ictx, cancel = context.WithTimeout(ctx, it.Timeout.AsDuration())
+			defer cancel()
+		}
+		res, err := s.handleWebhook(ictx, it.Request)
+		if err != nil {
+			out[i] = &pb.WebhookBatchOutcome{Outcome: &pb.WebhookBatchOutcome_Error{Error: callErrorTo(err)}}
+			return
+		}
+		out[i] = &pb.WebhookBatchOutcome{Outcome: &pb.WebhookBatchOutcome_Result{Result: res}}
+	}
+	if len(b.Items) == 1 {
+		one(0)
+	} else {
+		var wg sync.WaitGroup
+		for i := range b.Items {
+			wg.Go(func() { one(i) })
+		}
+		wg.Wait()
+	}
+	return &pb.WebhookBatchResult{Outcomes: out}, nil
 }
 
 func (s *channelServer) Send(ctx context.Context, req *pb.OutboundMessage) (*pb.SendResult, error) {
@@ -316,7 +364,8 @@ func (r *Remote) Health(ctx context.Context) error {
 // RemoteChannel calls a channel plugin.
 type RemoteChannel struct {
 	*Remote
-	c pb.ChannelClient
+	c       pb.ChannelClient
+	noBatch atomic.Bool
 }
 
 func (r *RemoteChannel) HandleWebhook(ctx context.Context, req *WebhookRequest) (*WebhookResult, error) {
@@ -325,6 +374,85 @@ func (r *RemoteChannel) HandleWebhook(ctx context.Context, req *WebhookRequest) 
 		return nil, fromStatus(err)
 	}
 	return webhookResultFrom(res), nil
+}
+
+// WebhookCall is one webhook of a batch.
+type WebhookCall struct {
+	Request *WebhookRequest
+	// Deadline is when the caller stops waiting; the plugin handles the
+	// webhook under it. Zero: the batch call's own deadline.
+	Deadline time.Time
+}
+
+// WebhookOutcome is one webhook's answer in a batch: a result or a typed
+// error, exactly as HandleWebhook would have answered it.
+type WebhookOutcome struct {
+	Result *WebhookResult
+	Err    error
+}
+
+// ErrBatchUnsupported is what HandleWebhooks answers when the plugin was
+// built with an SDK that predates batches; from then on
+// BatchesWebhooks reports false and the caller should use HandleWebhook.
+var ErrBatchUnsupported = errors.New("the plugin does not support batched calls")
+
+// BatchesWebhooks reports whether HandleWebhooks may be used: true until
+// the plugin answered that it does not implement it.
+func (r *RemoteChannel) BatchesWebhooks() bool { return !r.noBatch.Load() }
+
+// HandleWebhooks hands the plugin many webhooks in one call; the plugin
+// handles them concurrently. The outcomes are in the order of calls. The
+// error is that of the call as a whole (the plugin is unavailable, ctx
+// ended, ErrBatchUnsupported), typed as for HandleWebhook; then no item
+// has an outcome. ctx bounds the whole call: give it the latest deadline
+// of the items.
+func (r *RemoteChannel) HandleWebhooks(ctx context.Context, calls []WebhookCall) ([]WebhookOutcome, error) {
+	out := make([]WebhookOutcome, len(calls))
+	b := &pb.WebhookBatch{Items: make([]*pb.WebhookBatchItem, 0, len(calls))}
+	idx := make([]int, 0, len(calls))
+	now := time.Now()
+	for i, c := range calls {
+		it := &pb.WebhookBatchItem{Request: webhookRequestTo(c.Request)}
+		if !c.Deadline.IsZero() {
+			left := c.Deadline.Sub(now)
+			if left <= 0 {
+				out[i].Err = DeadlineError("the deadline passed before the webhook was sent")
+				continue
+			}
+			it.Timeout = durationpb.New(left)
+		}
+		b.Items = append(b.Items, it)
+		idx = append(idx, i)
+	}
+	if len(b.Items) == 0 {
+		return out, nil
+	}
+	res, err := r.c.HandleWebhooks(ctx, b)
+	if err != nil {
+		if status.Code(err) == codes.Unimplemented {
+			r.noBatch.Store(true)
+			return nil, ErrBatchUnsupported
+		}
+		return nil, fromStatus(err)
+	}
+	if len(res.Outcomes) != len(b.Items) {
+		return nil, &Error{Code: CodeUnknown, Message: fmt.Sprintf("the plugin answered %d outcomes for a batch of %d webhooks", len(res.Outcomes), len(b.Items))}
+	}
+	for j, o := range res.Outcomes {
+		i := idx[j]
+		switch v := o.Outcome.(type) {
+		case *pb.WebhookBatchOutcome_Result:
+			if v.Result == nil {
+				v.Result = &pb.WebhookResult{}
+			}
+			out[i].Result = webhookResultFrom(v.Result)
+		case *pb.WebhookBatchOutcome_Error:
+			out[i].Err = callErrorFrom(v.Error)
+		default:
+			out[i].Err = &Error{Code: CodeUnknown, Message: "the plugin answered an empty outcome"}
+		}
+	}
+	return out, nil
 }
 
 func (r *RemoteChannel) Send(ctx context.Context, msg *Outbound) (*SendResult, error) {

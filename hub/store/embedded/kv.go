@@ -246,6 +246,46 @@ func (s *Store) MarkOnce(ctx context.Context, key string, ttl time.Duration) (bo
 	return first, err
 }
 
+// Record implements store.Dedupe. A record lives in the bucket of
+// MarkOnce's marks: its expiry, then the value.
+func (s *Store) Record(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	if key == "" || ttl <= 0 {
+		return invalid("record", "key must be set and ttl > 0")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("embedded: record: %w", err)
+	}
+	return s.hot("record", func(tx *bolt.Tx) error {
+		b := tx.Bucket(bOnce)
+		old := b.Get([]byte(key))
+		exp := s.expiry(ttl)
+		if err := b.Put([]byte(key), append(u64key(uint64(exp)), val...)); err != nil {
+			return err
+		}
+		return setExpiry(tx, kindOnce, []byte(key), expiryOf(old), exp)
+	})
+}
+
+// Recorded implements store.Dedupe.
+func (s *Store) Recorded(ctx context.Context, key string) ([]byte, bool, error) {
+	if key == "" {
+		return nil, false, invalid("recorded", "empty key")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, false, fmt.Errorf("embedded: recorded: %w", err)
+	}
+	var val []byte
+	var ok bool
+	err := s.view("recorded", func(tx *bolt.Tx) error {
+		v := tx.Bucket(bOnce).Get([]byte(key))
+		if ok = live(v, s.nowNanos()); ok {
+			val = bytes.Clone(v[8:])
+		}
+		return nil
+	})
+	return val, ok, err
+}
+
 // Forget implements store.Dedupe.
 func (s *Store) Forget(ctx context.Context, key string) error {
 	return s.deleteExpiring(ctx, "forget", bOnce, kindOnce, key)

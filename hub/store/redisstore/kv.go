@@ -290,6 +290,29 @@ func (s *Store) MarkOnce(ctx context.Context, key string, ttl time.Duration) (bo
 	return ok, s.wrap("mark-once", err)
 }
 
+// Record implements store.Dedupe.
+func (s *Store) Record(ctx context.Context, key string, val []byte, ttl time.Duration) error {
+	if key == "" || ttl <= 0 {
+		return invalid("record", "key must be set and ttl > 0")
+	}
+	return s.wrap("record", s.c.Set(ctx, s.onceKey(key), val, ttl).Err())
+}
+
+// Recorded implements store.Dedupe.
+func (s *Store) Recorded(ctx context.Context, key string) ([]byte, bool, error) {
+	if key == "" {
+		return nil, false, invalid("recorded", "empty key")
+	}
+	v, err := s.c.Get(ctx, s.onceKey(key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, s.wrap("recorded", err)
+	}
+	return v, true, nil
+}
+
 // Forget implements store.Dedupe.
 func (s *Store) Forget(ctx context.Context, key string) error {
 	if key == "" {

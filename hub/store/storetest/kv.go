@@ -341,6 +341,45 @@ var dedupeTests = []test{
 	{"MarkOnceAndForget", testDedupe},
 	{"TTL", testDedupeTTL},
 	{"OneFirstUnderRace", testDedupeRace},
+	{"Records", testRecords},
+}
+
+func testRecords(t *testing.T, e *env) {
+	s, ctx := e.store(), ctxT(t)
+	if _, ok, err := s.Recorded(ctx, "fx:1"); err != nil || ok {
+		t.Fatalf("unrecorded key: ok %v err %v", ok, err)
+	}
+	noErr(t, s.Record(ctx, "fx:1", []byte("contact-42"), time.Hour))
+	v, ok, err := s.Recorded(ctx, "fx:1")
+	if err != nil || !ok || string(v) != "contact-42" {
+		t.Fatalf("recorded: %q %v %v", v, ok, err)
+	}
+	noErr(t, s.Record(ctx, "fx:1", []byte("contact-43"), time.Hour))
+	if v, _, _ := s.Recorded(ctx, "fx:1"); string(v) != "contact-43" {
+		t.Fatalf("record not replaced: %q", v)
+	}
+	noErr(t, s.Record(ctx, "fx:empty", nil, time.Hour))
+	if v, ok, err := s.Recorded(ctx, "fx:empty"); err != nil || !ok || len(v) != 0 {
+		t.Fatalf("empty record: %q %v %v", v, ok, err)
+	}
+	// A record is a remembered key: MarkOnce is not first on it, and
+	// Forget removes it.
+	if must(s.MarkOnce(ctx, "fx:1", time.Hour)).of(t) {
+		t.Fatal("MarkOnce first on a recorded key")
+	}
+	noErr(t, s.Forget(ctx, "fx:1"))
+	if _, ok, _ := s.Recorded(ctx, "fx:1"); ok {
+		t.Fatal("record survives Forget")
+	}
+	noErr(t, s.Record(ctx, "fx:short", []byte("x"), 150*time.Millisecond))
+	eventually(t, expiryWait, "record expires", func() bool {
+		_, ok, err := s.Recorded(ctx, "fx:short")
+		return err == nil && !ok
+	})
+	wantErr(t, s.Record(ctx, "k", []byte("x"), 0), store.ErrInvalid)
+	wantErr(t, s.Record(ctx, "", []byte("x"), time.Hour), store.ErrInvalid)
+	_, _, err = s.Recorded(ctx, "")
+	wantErr(t, err, store.ErrInvalid)
 }
 
 func testDedupe(t *testing.T, e *env) {

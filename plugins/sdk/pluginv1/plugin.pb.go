@@ -20,6 +20,7 @@ package pluginv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -726,6 +727,70 @@ func (x *ErrorDetail) GetProviderCode() string {
 	return ""
 }
 
+// CallError is one failed item of a batch: exactly what a unary call would
+// have answered as its gRPC status (code, message and the ErrorDetail
+// detail when the error was typed), so typed errors survive a batch as
+// they survive a single call.
+type CallError struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GrpcCode      int32                  `protobuf:"varint,1,opt,name=grpc_code,json=grpcCode,proto3" json:"grpc_code,omitempty"` // google.golang.org/grpc/codes.Code
+	Message       string                 `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Detail        *ErrorDetail           `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"` // absent for an untyped error
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CallError) Reset() {
+	*x = CallError{}
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CallError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CallError) ProtoMessage() {}
+
+func (x *CallError) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CallError.ProtoReflect.Descriptor instead.
+func (*CallError) Descriptor() ([]byte, []int) {
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *CallError) GetGrpcCode() int32 {
+	if x != nil {
+		return x.GrpcCode
+	}
+	return 0
+}
+
+func (x *CallError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *CallError) GetDetail() *ErrorDetail {
+	if x != nil {
+		return x.Detail
+	}
+	return nil
+}
+
 // Identity is one way to reach or recognise a person on one channel.
 type Identity struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -741,7 +806,7 @@ type Identity struct {
 
 func (x *Identity) Reset() {
 	*x = Identity{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[7]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -753,7 +818,7 @@ func (x *Identity) String() string {
 func (*Identity) ProtoMessage() {}
 
 func (x *Identity) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[7]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -766,7 +831,7 @@ func (x *Identity) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Identity.ProtoReflect.Descriptor instead.
 func (*Identity) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{7}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Identity) GetChannel() string {
@@ -830,7 +895,7 @@ type LeadFacts struct {
 
 func (x *LeadFacts) Reset() {
 	*x = LeadFacts{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[8]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +907,7 @@ func (x *LeadFacts) String() string {
 func (*LeadFacts) ProtoMessage() {}
 
 func (x *LeadFacts) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[8]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +920,7 @@ func (x *LeadFacts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeadFacts.ProtoReflect.Descriptor instead.
 func (*LeadFacts) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{8}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LeadFacts) GetIntent() string {
@@ -928,6 +993,231 @@ func (x *LeadFacts) GetExtra() map[string]string {
 	return nil
 }
 
+type WebhookBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*WebhookBatchItem    `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookBatch) Reset() {
+	*x = WebhookBatch{}
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookBatch) ProtoMessage() {}
+
+func (x *WebhookBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookBatch.ProtoReflect.Descriptor instead.
+func (*WebhookBatch) Descriptor() ([]byte, []int) {
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *WebhookBatch) GetItems() []*WebhookBatchItem {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type WebhookBatchItem struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Request *WebhookRequest        `protobuf:"bytes,1,opt,name=request,proto3" json:"request,omitempty"`
+	// What is left of the caller's deadline when the host sends the batch;
+	// the plugin runs the item with a context that ends then. Unset: the
+	// batch call's own deadline.
+	Timeout       *durationpb.Duration `protobuf:"bytes,2,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookBatchItem) Reset() {
+	*x = WebhookBatchItem{}
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookBatchItem) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookBatchItem) ProtoMessage() {}
+
+func (x *WebhookBatchItem) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookBatchItem.ProtoReflect.Descriptor instead.
+func (*WebhookBatchItem) Descriptor() ([]byte, []int) {
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *WebhookBatchItem) GetRequest() *WebhookRequest {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *WebhookBatchItem) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+type WebhookBatchResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Outcomes      []*WebhookBatchOutcome `protobuf:"bytes,1,rep,name=outcomes,proto3" json:"outcomes,omitempty"` // one per item, in order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookBatchResult) Reset() {
+	*x = WebhookBatchResult{}
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookBatchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookBatchResult) ProtoMessage() {}
+
+func (x *WebhookBatchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookBatchResult.ProtoReflect.Descriptor instead.
+func (*WebhookBatchResult) Descriptor() ([]byte, []int) {
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WebhookBatchResult) GetOutcomes() []*WebhookBatchOutcome {
+	if x != nil {
+		return x.Outcomes
+	}
+	return nil
+}
+
+type WebhookBatchOutcome struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Outcome:
+	//
+	//	*WebhookBatchOutcome_Result
+	//	*WebhookBatchOutcome_Error
+	Outcome       isWebhookBatchOutcome_Outcome `protobuf_oneof:"outcome"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookBatchOutcome) Reset() {
+	*x = WebhookBatchOutcome{}
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookBatchOutcome) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookBatchOutcome) ProtoMessage() {}
+
+func (x *WebhookBatchOutcome) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookBatchOutcome.ProtoReflect.Descriptor instead.
+func (*WebhookBatchOutcome) Descriptor() ([]byte, []int) {
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *WebhookBatchOutcome) GetOutcome() isWebhookBatchOutcome_Outcome {
+	if x != nil {
+		return x.Outcome
+	}
+	return nil
+}
+
+func (x *WebhookBatchOutcome) GetResult() *WebhookResult {
+	if x != nil {
+		if x, ok := x.Outcome.(*WebhookBatchOutcome_Result); ok {
+			return x.Result
+		}
+	}
+	return nil
+}
+
+func (x *WebhookBatchOutcome) GetError() *CallError {
+	if x != nil {
+		if x, ok := x.Outcome.(*WebhookBatchOutcome_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isWebhookBatchOutcome_Outcome interface {
+	isWebhookBatchOutcome_Outcome()
+}
+
+type WebhookBatchOutcome_Result struct {
+	Result *WebhookResult `protobuf:"bytes,1,opt,name=result,proto3,oneof"`
+}
+
+type WebhookBatchOutcome_Error struct {
+	Error *CallError `protobuf:"bytes,2,opt,name=error,proto3,oneof"`
+}
+
+func (*WebhookBatchOutcome_Result) isWebhookBatchOutcome_Outcome() {}
+
+func (*WebhookBatchOutcome_Error) isWebhookBatchOutcome_Outcome() {}
+
 type Header struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -938,7 +1228,7 @@ type Header struct {
 
 func (x *Header) Reset() {
 	*x = Header{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[9]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1240,7 @@ func (x *Header) String() string {
 func (*Header) ProtoMessage() {}
 
 func (x *Header) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[9]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1253,7 @@ func (x *Header) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Header.ProtoReflect.Descriptor instead.
 func (*Header) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{9}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Header) GetName() string {
@@ -996,7 +1286,7 @@ type WebhookRequest struct {
 
 func (x *WebhookRequest) Reset() {
 	*x = WebhookRequest{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[10]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1008,7 +1298,7 @@ func (x *WebhookRequest) String() string {
 func (*WebhookRequest) ProtoMessage() {}
 
 func (x *WebhookRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[10]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1021,7 +1311,7 @@ func (x *WebhookRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookRequest.ProtoReflect.Descriptor instead.
 func (*WebhookRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{10}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WebhookRequest) GetMethod() string {
@@ -1091,7 +1381,7 @@ type WebhookResponse struct {
 
 func (x *WebhookResponse) Reset() {
 	*x = WebhookResponse{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[11]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1103,7 +1393,7 @@ func (x *WebhookResponse) String() string {
 func (*WebhookResponse) ProtoMessage() {}
 
 func (x *WebhookResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[11]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1116,7 +1406,7 @@ func (x *WebhookResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookResponse.ProtoReflect.Descriptor instead.
 func (*WebhookResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{11}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WebhookResponse) GetStatus() int32 {
@@ -1150,7 +1440,7 @@ type WebhookResult struct {
 
 func (x *WebhookResult) Reset() {
 	*x = WebhookResult{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[12]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1452,7 @@ func (x *WebhookResult) String() string {
 func (*WebhookResult) ProtoMessage() {}
 
 func (x *WebhookResult) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[12]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1465,7 @@ func (x *WebhookResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookResult.ProtoReflect.Descriptor instead.
 func (*WebhookResult) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{12}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WebhookResult) GetResponse() *WebhookResponse {
@@ -1212,7 +1502,7 @@ type Event struct {
 
 func (x *Event) Reset() {
 	*x = Event{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[13]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1224,7 +1514,7 @@ func (x *Event) String() string {
 func (*Event) ProtoMessage() {}
 
 func (x *Event) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[13]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1237,7 +1527,7 @@ func (x *Event) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Event.ProtoReflect.Descriptor instead.
 func (*Event) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{13}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Event) GetId() string {
@@ -1339,7 +1629,7 @@ type Message struct {
 
 func (x *Message) Reset() {
 	*x = Message{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[14]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1351,7 +1641,7 @@ func (x *Message) String() string {
 func (*Message) ProtoMessage() {}
 
 func (x *Message) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[14]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1364,7 +1654,7 @@ func (x *Message) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Message.ProtoReflect.Descriptor instead.
 func (*Message) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{14}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Message) GetType() string {
@@ -1432,7 +1722,7 @@ type Attachment struct {
 
 func (x *Attachment) Reset() {
 	*x = Attachment{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[15]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1734,7 @@ func (x *Attachment) String() string {
 func (*Attachment) ProtoMessage() {}
 
 func (x *Attachment) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[15]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1747,7 @@ func (x *Attachment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Attachment.ProtoReflect.Descriptor instead.
 func (*Attachment) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{15}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Attachment) GetType() string {
@@ -1528,7 +1818,7 @@ type Location struct {
 
 func (x *Location) Reset() {
 	*x = Location{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[16]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1540,7 +1830,7 @@ func (x *Location) String() string {
 func (*Location) ProtoMessage() {}
 
 func (x *Location) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[16]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1553,7 +1843,7 @@ func (x *Location) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Location.ProtoReflect.Descriptor instead.
 func (*Location) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{16}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Location) GetLatitude() float64 {
@@ -1596,7 +1886,7 @@ type Delivery struct {
 
 func (x *Delivery) Reset() {
 	*x = Delivery{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[17]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1608,7 +1898,7 @@ func (x *Delivery) String() string {
 func (*Delivery) ProtoMessage() {}
 
 func (x *Delivery) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[17]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1621,7 +1911,7 @@ func (x *Delivery) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delivery.ProtoReflect.Descriptor instead.
 func (*Delivery) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{17}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Delivery) GetMessageId() string {
@@ -1664,7 +1954,7 @@ type Button struct {
 
 func (x *Button) Reset() {
 	*x = Button{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[18]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1676,7 +1966,7 @@ func (x *Button) String() string {
 func (*Button) ProtoMessage() {}
 
 func (x *Button) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[18]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1689,7 +1979,7 @@ func (x *Button) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Button.ProtoReflect.Descriptor instead.
 func (*Button) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{18}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *Button) GetId() string {
@@ -1731,7 +2021,7 @@ type Template struct {
 
 func (x *Template) Reset() {
 	*x = Template{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[19]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +2033,7 @@ func (x *Template) String() string {
 func (*Template) ProtoMessage() {}
 
 func (x *Template) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[19]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +2046,7 @@ func (x *Template) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Template.ProtoReflect.Descriptor instead.
 func (*Template) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{19}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Template) GetName() string {
@@ -1798,7 +2088,7 @@ type OutboundMessage struct {
 
 func (x *OutboundMessage) Reset() {
 	*x = OutboundMessage{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[20]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +2100,7 @@ func (x *OutboundMessage) String() string {
 func (*OutboundMessage) ProtoMessage() {}
 
 func (x *OutboundMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[20]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +2113,7 @@ func (x *OutboundMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OutboundMessage.ProtoReflect.Descriptor instead.
 func (*OutboundMessage) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{20}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OutboundMessage) GetIdempotencyKey() string {
@@ -1906,7 +2196,7 @@ type SendResult struct {
 
 func (x *SendResult) Reset() {
 	*x = SendResult{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[21]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1918,7 +2208,7 @@ func (x *SendResult) String() string {
 func (*SendResult) ProtoMessage() {}
 
 func (x *SendResult) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[21]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1931,7 +2221,7 @@ func (x *SendResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendResult.ProtoReflect.Descriptor instead.
 func (*SendResult) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{21}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SendResult) GetProviderMessageId() string {
@@ -1973,7 +2263,7 @@ type Contact struct {
 
 func (x *Contact) Reset() {
 	*x = Contact{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[22]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1985,7 +2275,7 @@ func (x *Contact) String() string {
 func (*Contact) ProtoMessage() {}
 
 func (x *Contact) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[22]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1998,7 +2288,7 @@ func (x *Contact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Contact.ProtoReflect.Descriptor instead.
 func (*Contact) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{22}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *Contact) GetId() string {
@@ -2130,7 +2420,7 @@ type UpsertContactRequest struct {
 
 func (x *UpsertContactRequest) Reset() {
 	*x = UpsertContactRequest{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[23]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2142,7 +2432,7 @@ func (x *UpsertContactRequest) String() string {
 func (*UpsertContactRequest) ProtoMessage() {}
 
 func (x *UpsertContactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[23]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2155,7 +2445,7 @@ func (x *UpsertContactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertContactRequest.ProtoReflect.Descriptor instead.
 func (*UpsertContactRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{23}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *UpsertContactRequest) GetIdempotencyKey() string {
@@ -2182,7 +2472,7 @@ type UpsertContactResponse struct {
 
 func (x *UpsertContactResponse) Reset() {
 	*x = UpsertContactResponse{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[24]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2194,7 +2484,7 @@ func (x *UpsertContactResponse) String() string {
 func (*UpsertContactResponse) ProtoMessage() {}
 
 func (x *UpsertContactResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[24]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2207,7 +2497,7 @@ func (x *UpsertContactResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertContactResponse.ProtoReflect.Descriptor instead.
 func (*UpsertContactResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{24}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UpsertContactResponse) GetContact() *Contact {
@@ -2234,7 +2524,7 @@ type GetContactRequest struct {
 
 func (x *GetContactRequest) Reset() {
 	*x = GetContactRequest{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[25]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2246,7 +2536,7 @@ func (x *GetContactRequest) String() string {
 func (*GetContactRequest) ProtoMessage() {}
 
 func (x *GetContactRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[25]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2259,7 +2549,7 @@ func (x *GetContactRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetContactRequest.ProtoReflect.Descriptor instead.
 func (*GetContactRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{25}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetContactRequest) GetId() string {
@@ -2290,7 +2580,7 @@ type Note struct {
 
 func (x *Note) Reset() {
 	*x = Note{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[26]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2302,7 +2592,7 @@ func (x *Note) String() string {
 func (*Note) ProtoMessage() {}
 
 func (x *Note) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[26]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2315,7 +2605,7 @@ func (x *Note) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Note.ProtoReflect.Descriptor instead.
 func (*Note) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{26}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *Note) GetId() string {
@@ -2370,7 +2660,7 @@ type AddNoteRequest struct {
 
 func (x *AddNoteRequest) Reset() {
 	*x = AddNoteRequest{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[27]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2382,7 +2672,7 @@ func (x *AddNoteRequest) String() string {
 func (*AddNoteRequest) ProtoMessage() {}
 
 func (x *AddNoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[27]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2395,7 +2685,7 @@ func (x *AddNoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNoteRequest.ProtoReflect.Descriptor instead.
 func (*AddNoteRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{27}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AddNoteRequest) GetIdempotencyKey() string {
@@ -2430,7 +2720,7 @@ type Deal struct {
 
 func (x *Deal) Reset() {
 	*x = Deal{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[28]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2442,7 +2732,7 @@ func (x *Deal) String() string {
 func (*Deal) ProtoMessage() {}
 
 func (x *Deal) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[28]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2455,7 +2745,7 @@ func (x *Deal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Deal.ProtoReflect.Descriptor instead.
 func (*Deal) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{28}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *Deal) GetId() string {
@@ -2538,7 +2828,7 @@ type UpsertDealRequest struct {
 
 func (x *UpsertDealRequest) Reset() {
 	*x = UpsertDealRequest{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[29]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2550,7 +2840,7 @@ func (x *UpsertDealRequest) String() string {
 func (*UpsertDealRequest) ProtoMessage() {}
 
 func (x *UpsertDealRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[29]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2563,7 +2853,7 @@ func (x *UpsertDealRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpsertDealRequest.ProtoReflect.Descriptor instead.
 func (*UpsertDealRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{29}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *UpsertDealRequest) GetIdempotencyKey() string {
@@ -2598,7 +2888,7 @@ type Task struct {
 
 func (x *Task) Reset() {
 	*x = Task{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[30]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2610,7 +2900,7 @@ func (x *Task) String() string {
 func (*Task) ProtoMessage() {}
 
 func (x *Task) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[30]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2623,7 +2913,7 @@ func (x *Task) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Task.ProtoReflect.Descriptor instead.
 func (*Task) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{30}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Task) GetId() string {
@@ -2706,7 +2996,7 @@ type CreateTaskRequest struct {
 
 func (x *CreateTaskRequest) Reset() {
 	*x = CreateTaskRequest{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[31]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2718,7 +3008,7 @@ func (x *CreateTaskRequest) String() string {
 func (*CreateTaskRequest) ProtoMessage() {}
 
 func (x *CreateTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[31]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2731,7 +3021,7 @@ func (x *CreateTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTaskRequest.ProtoReflect.Descriptor instead.
 func (*CreateTaskRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{31}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *CreateTaskRequest) GetIdempotencyKey() string {
@@ -2759,7 +3049,7 @@ type Turn struct {
 
 func (x *Turn) Reset() {
 	*x = Turn{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[32]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2771,7 +3061,7 @@ func (x *Turn) String() string {
 func (*Turn) ProtoMessage() {}
 
 func (x *Turn) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[32]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2784,7 +3074,7 @@ func (x *Turn) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Turn.ProtoReflect.Descriptor instead.
 func (*Turn) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{32}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *Turn) GetRole() string {
@@ -2827,7 +3117,7 @@ type GenerateRequest struct {
 
 func (x *GenerateRequest) Reset() {
 	*x = GenerateRequest{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[33]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2839,7 +3129,7 @@ func (x *GenerateRequest) String() string {
 func (*GenerateRequest) ProtoMessage() {}
 
 func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[33]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2852,7 +3142,7 @@ func (x *GenerateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateRequest.ProtoReflect.Descriptor instead.
 func (*GenerateRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{33}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *GenerateRequest) GetIdempotencyKey() string {
@@ -2945,7 +3235,7 @@ type Usage struct {
 
 func (x *Usage) Reset() {
 	*x = Usage{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[34]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2957,7 +3247,7 @@ func (x *Usage) String() string {
 func (*Usage) ProtoMessage() {}
 
 func (x *Usage) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[34]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2970,7 +3260,7 @@ func (x *Usage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Usage.ProtoReflect.Descriptor instead.
 func (*Usage) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{34}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *Usage) GetInputTokens() int64 {
@@ -3023,7 +3313,7 @@ type GenerateResponse struct {
 
 func (x *GenerateResponse) Reset() {
 	*x = GenerateResponse{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[35]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3035,7 +3325,7 @@ func (x *GenerateResponse) String() string {
 func (*GenerateResponse) ProtoMessage() {}
 
 func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[35]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3048,7 +3338,7 @@ func (x *GenerateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GenerateResponse.ProtoReflect.Descriptor instead.
 func (*GenerateResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{35}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GenerateResponse) GetText() string {
@@ -3100,6 +3390,334 @@ func (x *GenerateResponse) GetFallbackReason() string {
 	return ""
 }
 
+type KVBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ops           []*KVOp                `protobuf:"bytes,1,rep,name=ops,proto3" json:"ops,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVBatchRequest) Reset() {
+	*x = KVBatchRequest{}
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVBatchRequest) ProtoMessage() {}
+
+func (x *KVBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVBatchRequest.ProtoReflect.Descriptor instead.
+func (*KVBatchRequest) Descriptor() ([]byte, []int) {
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *KVBatchRequest) GetOps() []*KVOp {
+	if x != nil {
+		return x.Ops
+	}
+	return nil
+}
+
+type KVOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*KVOp_Get
+	//	*KVOp_Put
+	//	*KVOp_CompareAndSwap
+	//	*KVOp_Delete
+	Op isKVOp_Op `protobuf_oneof:"op"`
+	// What is left of the caller's deadline when the plugin sends the batch.
+	// Unset: the batch call's own deadline.
+	Timeout       *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVOp) Reset() {
+	*x = KVOp{}
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVOp) ProtoMessage() {}
+
+func (x *KVOp) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVOp.ProtoReflect.Descriptor instead.
+func (*KVOp) Descriptor() ([]byte, []int) {
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *KVOp) GetOp() isKVOp_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *KVOp) GetGet() *KVGetRequest {
+	if x != nil {
+		if x, ok := x.Op.(*KVOp_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *KVOp) GetPut() *KVPutRequest {
+	if x != nil {
+		if x, ok := x.Op.(*KVOp_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *KVOp) GetCompareAndSwap() *KVCompareAndSwapRequest {
+	if x != nil {
+		if x, ok := x.Op.(*KVOp_CompareAndSwap); ok {
+			return x.CompareAndSwap
+		}
+	}
+	return nil
+}
+
+func (x *KVOp) GetDelete() *KVDeleteRequest {
+	if x != nil {
+		if x, ok := x.Op.(*KVOp_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *KVOp) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+type isKVOp_Op interface {
+	isKVOp_Op()
+}
+
+type KVOp_Get struct {
+	Get *KVGetRequest `protobuf:"bytes,1,opt,name=get,proto3,oneof"`
+}
+
+type KVOp_Put struct {
+	Put *KVPutRequest `protobuf:"bytes,2,opt,name=put,proto3,oneof"`
+}
+
+type KVOp_CompareAndSwap struct {
+	CompareAndSwap *KVCompareAndSwapRequest `protobuf:"bytes,3,opt,name=compare_and_swap,json=compareAndSwap,proto3,oneof"`
+}
+
+type KVOp_Delete struct {
+	Delete *KVDeleteRequest `protobuf:"bytes,4,opt,name=delete,proto3,oneof"`
+}
+
+func (*KVOp_Get) isKVOp_Op() {}
+
+func (*KVOp_Put) isKVOp_Op() {}
+
+func (*KVOp_CompareAndSwap) isKVOp_Op() {}
+
+func (*KVOp_Delete) isKVOp_Op() {}
+
+type KVBatchResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Results       []*KVOpResult          `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"` // one per op, in order
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVBatchResponse) Reset() {
+	*x = KVBatchResponse{}
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVBatchResponse) ProtoMessage() {}
+
+func (x *KVBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVBatchResponse.ProtoReflect.Descriptor instead.
+func (*KVBatchResponse) Descriptor() ([]byte, []int) {
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *KVBatchResponse) GetResults() []*KVOpResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// KVOpResult is what the single call would have answered: its response,
+// or its error as a CallError. A Get of a missing key is found = false.
+type KVOpResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*KVOpResult_Get
+	//	*KVOpResult_Put
+	//	*KVOpResult_Delete
+	//	*KVOpResult_Error
+	Result        isKVOpResult_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KVOpResult) Reset() {
+	*x = KVOpResult{}
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KVOpResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KVOpResult) ProtoMessage() {}
+
+func (x *KVOpResult) ProtoReflect() protoreflect.Message {
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KVOpResult.ProtoReflect.Descriptor instead.
+func (*KVOpResult) Descriptor() ([]byte, []int) {
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *KVOpResult) GetResult() isKVOpResult_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *KVOpResult) GetGet() *KVGetResponse {
+	if x != nil {
+		if x, ok := x.Result.(*KVOpResult_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *KVOpResult) GetPut() *KVPutResponse {
+	if x != nil {
+		if x, ok := x.Result.(*KVOpResult_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *KVOpResult) GetDelete() *KVDeleteResponse {
+	if x != nil {
+		if x, ok := x.Result.(*KVOpResult_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *KVOpResult) GetError() *CallError {
+	if x != nil {
+		if x, ok := x.Result.(*KVOpResult_Error); ok {
+			return x.Error
+		}
+	}
+	return nil
+}
+
+type isKVOpResult_Result interface {
+	isKVOpResult_Result()
+}
+
+type KVOpResult_Get struct {
+	Get *KVGetResponse `protobuf:"bytes,1,opt,name=get,proto3,oneof"`
+}
+
+type KVOpResult_Put struct {
+	Put *KVPutResponse `protobuf:"bytes,2,opt,name=put,proto3,oneof"` // put and compare_and_swap
+}
+
+type KVOpResult_Delete struct {
+	Delete *KVDeleteResponse `protobuf:"bytes,3,opt,name=delete,proto3,oneof"`
+}
+
+type KVOpResult_Error struct {
+	Error *CallError `protobuf:"bytes,4,opt,name=error,proto3,oneof"`
+}
+
+func (*KVOpResult_Get) isKVOpResult_Result() {}
+
+func (*KVOpResult_Put) isKVOpResult_Result() {}
+
+func (*KVOpResult_Delete) isKVOpResult_Result() {}
+
+func (*KVOpResult_Error) isKVOpResult_Result() {}
+
 type KVGetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -3109,7 +3727,7 @@ type KVGetRequest struct {
 
 func (x *KVGetRequest) Reset() {
 	*x = KVGetRequest{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[36]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3121,7 +3739,7 @@ func (x *KVGetRequest) String() string {
 func (*KVGetRequest) ProtoMessage() {}
 
 func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[36]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3134,7 +3752,7 @@ func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetRequest.ProtoReflect.Descriptor instead.
 func (*KVGetRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{36}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *KVGetRequest) GetKey() string {
@@ -3155,7 +3773,7 @@ type KVGetResponse struct {
 
 func (x *KVGetResponse) Reset() {
 	*x = KVGetResponse{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[37]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3167,7 +3785,7 @@ func (x *KVGetResponse) String() string {
 func (*KVGetResponse) ProtoMessage() {}
 
 func (x *KVGetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[37]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3180,7 +3798,7 @@ func (x *KVGetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetResponse.ProtoReflect.Descriptor instead.
 func (*KVGetResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{37}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *KVGetResponse) GetFound() bool {
@@ -3215,7 +3833,7 @@ type KVPutRequest struct {
 
 func (x *KVPutRequest) Reset() {
 	*x = KVPutRequest{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[38]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3227,7 +3845,7 @@ func (x *KVPutRequest) String() string {
 func (*KVPutRequest) ProtoMessage() {}
 
 func (x *KVPutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[38]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3240,7 +3858,7 @@ func (x *KVPutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPutRequest.ProtoReflect.Descriptor instead.
 func (*KVPutRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{38}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *KVPutRequest) GetKey() string {
@@ -3273,7 +3891,7 @@ type KVPutResponse struct {
 
 func (x *KVPutResponse) Reset() {
 	*x = KVPutResponse{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[39]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3285,7 +3903,7 @@ func (x *KVPutResponse) String() string {
 func (*KVPutResponse) ProtoMessage() {}
 
 func (x *KVPutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[39]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3298,7 +3916,7 @@ func (x *KVPutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPutResponse.ProtoReflect.Descriptor instead.
 func (*KVPutResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{39}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *KVPutResponse) GetVersion() int64 {
@@ -3320,7 +3938,7 @@ type KVCompareAndSwapRequest struct {
 
 func (x *KVCompareAndSwapRequest) Reset() {
 	*x = KVCompareAndSwapRequest{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[40]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3332,7 +3950,7 @@ func (x *KVCompareAndSwapRequest) String() string {
 func (*KVCompareAndSwapRequest) ProtoMessage() {}
 
 func (x *KVCompareAndSwapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[40]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3345,7 +3963,7 @@ func (x *KVCompareAndSwapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCompareAndSwapRequest.ProtoReflect.Descriptor instead.
 func (*KVCompareAndSwapRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{40}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *KVCompareAndSwapRequest) GetKey() string {
@@ -3385,7 +4003,7 @@ type KVDeleteRequest struct {
 
 func (x *KVDeleteRequest) Reset() {
 	*x = KVDeleteRequest{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[41]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3397,7 +4015,7 @@ func (x *KVDeleteRequest) String() string {
 func (*KVDeleteRequest) ProtoMessage() {}
 
 func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[41]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3410,7 +4028,7 @@ func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteRequest.ProtoReflect.Descriptor instead.
 func (*KVDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{41}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *KVDeleteRequest) GetKey() string {
@@ -3428,7 +4046,7 @@ type KVDeleteResponse struct {
 
 func (x *KVDeleteResponse) Reset() {
 	*x = KVDeleteResponse{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[42]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3440,7 +4058,7 @@ func (x *KVDeleteResponse) String() string {
 func (*KVDeleteResponse) ProtoMessage() {}
 
 func (x *KVDeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[42]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3453,7 +4071,7 @@ func (x *KVDeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteResponse.ProtoReflect.Descriptor instead.
 func (*KVDeleteResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{42}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{51}
 }
 
 type LogRequest struct {
@@ -3467,7 +4085,7 @@ type LogRequest struct {
 
 func (x *LogRequest) Reset() {
 	*x = LogRequest{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[43]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3479,7 +4097,7 @@ func (x *LogRequest) String() string {
 func (*LogRequest) ProtoMessage() {}
 
 func (x *LogRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[43]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3492,7 +4110,7 @@ func (x *LogRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogRequest.ProtoReflect.Descriptor instead.
 func (*LogRequest) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{43}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *LogRequest) GetLevel() string {
@@ -3524,7 +4142,7 @@ type LogResponse struct {
 
 func (x *LogResponse) Reset() {
 	*x = LogResponse{}
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[44]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3536,7 +4154,7 @@ func (x *LogResponse) String() string {
 func (*LogResponse) ProtoMessage() {}
 
 func (x *LogResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[44]
+	mi := &file_switchboard_plugin_v1_plugin_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3549,14 +4167,14 @@ func (x *LogResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogResponse.ProtoReflect.Descriptor instead.
 func (*LogResponse) Descriptor() ([]byte, []int) {
-	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{44}
+	return file_switchboard_plugin_v1_plugin_proto_rawDescGZIP(), []int{53}
 }
 
 var File_switchboard_plugin_v1_plugin_proto protoreflect.FileDescriptor
 
 const file_switchboard_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
-	"\"switchboard/plugin/v1/plugin.proto\x12\x15switchboard.plugin.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x11\n" +
+	"\"switchboard/plugin/v1/plugin.proto\x12\x15switchboard.plugin.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x11\n" +
 	"\x0fDescribeRequest\"\x85\x02\n" +
 	"\bManifest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
@@ -3584,7 +4202,11 @@ const file_switchboard_plugin_v1_plugin_proto_rawDesc = "" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12$\n" +
 	"\x0eretry_after_ms\x18\x03 \x01(\x03R\fretryAfterMs\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12#\n" +
-	"\rprovider_code\x18\x05 \x01(\tR\fproviderCode\"\xa8\x01\n" +
+	"\rprovider_code\x18\x05 \x01(\tR\fproviderCode\"~\n" +
+	"\tCallError\x12\x1b\n" +
+	"\tgrpc_code\x18\x01 \x01(\x05R\bgrpcCode\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12:\n" +
+	"\x06detail\x18\x03 \x01(\v2\".switchboard.plugin.v1.ErrorDetailR\x06detail\"\xa8\x01\n" +
 	"\bIdentity\x12\x18\n" +
 	"\achannel\x18\x01 \x01(\tR\achannel\x12\x17\n" +
 	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x14\n" +
@@ -3609,7 +4231,18 @@ const file_switchboard_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
 	"ExtraEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"4\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"M\n" +
+	"\fWebhookBatch\x12=\n" +
+	"\x05items\x18\x01 \x03(\v2'.switchboard.plugin.v1.WebhookBatchItemR\x05items\"\x88\x01\n" +
+	"\x10WebhookBatchItem\x12?\n" +
+	"\arequest\x18\x01 \x01(\v2%.switchboard.plugin.v1.WebhookRequestR\arequest\x123\n" +
+	"\atimeout\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\\\n" +
+	"\x12WebhookBatchResult\x12F\n" +
+	"\boutcomes\x18\x01 \x03(\v2*.switchboard.plugin.v1.WebhookBatchOutcomeR\boutcomes\"\x9a\x01\n" +
+	"\x13WebhookBatchOutcome\x12>\n" +
+	"\x06result\x18\x01 \x01(\v2$.switchboard.plugin.v1.WebhookResultH\x00R\x06result\x128\n" +
+	"\x05error\x18\x02 \x01(\v2 .switchboard.plugin.v1.CallErrorH\x00R\x05errorB\t\n" +
+	"\aoutcome\"4\n" +
 	"\x06Header\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06values\x18\x02 \x03(\tR\x06values\"\xa3\x02\n" +
@@ -3834,7 +4467,25 @@ const file_switchboard_plugin_v1_plugin_proto_rawDesc = "" +
 	"\vstop_reason\x18\x05 \x01(\tR\n" +
 	"stopReason\x12\x1a\n" +
 	"\bfallback\x18\x06 \x01(\bR\bfallback\x12'\n" +
-	"\x0ffallback_reason\x18\a \x01(\tR\x0efallbackReason\" \n" +
+	"\x0ffallback_reason\x18\a \x01(\tR\x0efallbackReason\"?\n" +
+	"\x0eKVBatchRequest\x12-\n" +
+	"\x03ops\x18\x01 \x03(\v2\x1b.switchboard.plugin.v1.KVOpR\x03ops\"\xd1\x02\n" +
+	"\x04KVOp\x127\n" +
+	"\x03get\x18\x01 \x01(\v2#.switchboard.plugin.v1.KVGetRequestH\x00R\x03get\x127\n" +
+	"\x03put\x18\x02 \x01(\v2#.switchboard.plugin.v1.KVPutRequestH\x00R\x03put\x12Z\n" +
+	"\x10compare_and_swap\x18\x03 \x01(\v2..switchboard.plugin.v1.KVCompareAndSwapRequestH\x00R\x0ecompareAndSwap\x12@\n" +
+	"\x06delete\x18\x04 \x01(\v2&.switchboard.plugin.v1.KVDeleteRequestH\x00R\x06delete\x123\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeoutB\x04\n" +
+	"\x02op\"N\n" +
+	"\x0fKVBatchResponse\x12;\n" +
+	"\aresults\x18\x01 \x03(\v2!.switchboard.plugin.v1.KVOpResultR\aresults\"\x87\x02\n" +
+	"\n" +
+	"KVOpResult\x128\n" +
+	"\x03get\x18\x01 \x01(\v2$.switchboard.plugin.v1.KVGetResponseH\x00R\x03get\x128\n" +
+	"\x03put\x18\x02 \x01(\v2$.switchboard.plugin.v1.KVPutResponseH\x00R\x03put\x12A\n" +
+	"\x06delete\x18\x03 \x01(\v2'.switchboard.plugin.v1.KVDeleteResponseH\x00R\x06delete\x128\n" +
+	"\x05error\x18\x04 \x01(\v2 .switchboard.plugin.v1.CallErrorH\x00R\x05errorB\b\n" +
+	"\x06result\" \n" +
 	"\fKVGetRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\"U\n" +
 	"\rKVGetResponse\x12\x14\n" +
@@ -3903,10 +4554,11 @@ const file_switchboard_plugin_v1_plugin_proto_rawDesc = "" +
 	"\x06Plugin\x12S\n" +
 	"\bDescribe\x12&.switchboard.plugin.v1.DescribeRequest\x1a\x1f.switchboard.plugin.v1.Manifest\x12^\n" +
 	"\tConfigure\x12'.switchboard.plugin.v1.ConfigureRequest\x1a(.switchboard.plugin.v1.ConfigureResponse\x12U\n" +
-	"\x06Health\x12$.switchboard.plugin.v1.HealthRequest\x1a%.switchboard.plugin.v1.HealthResponse2\xba\x01\n" +
+	"\x06Health\x12$.switchboard.plugin.v1.HealthRequest\x1a%.switchboard.plugin.v1.HealthResponse2\x9c\x02\n" +
 	"\aChannel\x12\\\n" +
 	"\rHandleWebhook\x12%.switchboard.plugin.v1.WebhookRequest\x1a$.switchboard.plugin.v1.WebhookResult\x12Q\n" +
-	"\x04Send\x12&.switchboard.plugin.v1.OutboundMessage\x1a!.switchboard.plugin.v1.SendResult2\xc2\x03\n" +
+	"\x04Send\x12&.switchboard.plugin.v1.OutboundMessage\x1a!.switchboard.plugin.v1.SendResult\x12`\n" +
+	"\x0eHandleWebhooks\x12#.switchboard.plugin.v1.WebhookBatch\x1a).switchboard.plugin.v1.WebhookBatchResult2\xc2\x03\n" +
 	"\x03CRM\x12j\n" +
 	"\rUpsertContact\x12+.switchboard.plugin.v1.UpsertContactRequest\x1a,.switchboard.plugin.v1.UpsertContactResponse\x12V\n" +
 	"\n" +
@@ -3917,13 +4569,14 @@ const file_switchboard_plugin_v1_plugin_proto_rawDesc = "" +
 	"\n" +
 	"CreateTask\x12(.switchboard.plugin.v1.CreateTaskRequest\x1a\x1b.switchboard.plugin.v1.Task2b\n" +
 	"\x03LLM\x12[\n" +
-	"\bGenerate\x12&.switchboard.plugin.v1.GenerateRequest\x1a'.switchboard.plugin.v1.GenerateResponse2\xcb\x03\n" +
+	"\bGenerate\x12&.switchboard.plugin.v1.GenerateRequest\x1a'.switchboard.plugin.v1.GenerateResponse2\xa5\x04\n" +
 	"\fHostServices\x12R\n" +
 	"\x05KVGet\x12#.switchboard.plugin.v1.KVGetRequest\x1a$.switchboard.plugin.v1.KVGetResponse\x12R\n" +
 	"\x05KVPut\x12#.switchboard.plugin.v1.KVPutRequest\x1a$.switchboard.plugin.v1.KVPutResponse\x12h\n" +
 	"\x10KVCompareAndSwap\x12..switchboard.plugin.v1.KVCompareAndSwapRequest\x1a$.switchboard.plugin.v1.KVPutResponse\x12[\n" +
 	"\bKVDelete\x12&.switchboard.plugin.v1.KVDeleteRequest\x1a'.switchboard.plugin.v1.KVDeleteResponse\x12L\n" +
-	"\x03Log\x12!.switchboard.plugin.v1.LogRequest\x1a\".switchboard.plugin.v1.LogResponseBFZDgithub.com/switchboard-hub/switchboard/plugins/sdk/pluginv1;pluginv1b\x06proto3"
+	"\x03Log\x12!.switchboard.plugin.v1.LogRequest\x1a\".switchboard.plugin.v1.LogResponse\x12X\n" +
+	"\aKVBatch\x12%.switchboard.plugin.v1.KVBatchRequest\x1a&.switchboard.plugin.v1.KVBatchResponseBFZDgithub.com/switchboard-hub/switchboard/plugins/sdk/pluginv1;pluginv1b\x06proto3"
 
 var (
 	file_switchboard_plugin_v1_plugin_proto_rawDescOnce sync.Once
@@ -3938,7 +4591,7 @@ func file_switchboard_plugin_v1_plugin_proto_rawDescGZIP() []byte {
 }
 
 var file_switchboard_plugin_v1_plugin_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_switchboard_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 52)
+var file_switchboard_plugin_v1_plugin_proto_msgTypes = make([]protoimpl.MessageInfo, 61)
 var file_switchboard_plugin_v1_plugin_proto_goTypes = []any{
 	(ErrorCode)(0),                  // 0: switchboard.plugin.v1.ErrorCode
 	(EventKind)(0),                  // 1: switchboard.plugin.v1.EventKind
@@ -3952,134 +4605,166 @@ var file_switchboard_plugin_v1_plugin_proto_goTypes = []any{
 	(*HealthRequest)(nil),           // 9: switchboard.plugin.v1.HealthRequest
 	(*HealthResponse)(nil),          // 10: switchboard.plugin.v1.HealthResponse
 	(*ErrorDetail)(nil),             // 11: switchboard.plugin.v1.ErrorDetail
-	(*Identity)(nil),                // 12: switchboard.plugin.v1.Identity
-	(*LeadFacts)(nil),               // 13: switchboard.plugin.v1.LeadFacts
-	(*Header)(nil),                  // 14: switchboard.plugin.v1.Header
-	(*WebhookRequest)(nil),          // 15: switchboard.plugin.v1.WebhookRequest
-	(*WebhookResponse)(nil),         // 16: switchboard.plugin.v1.WebhookResponse
-	(*WebhookResult)(nil),           // 17: switchboard.plugin.v1.WebhookResult
-	(*Event)(nil),                   // 18: switchboard.plugin.v1.Event
-	(*Message)(nil),                 // 19: switchboard.plugin.v1.Message
-	(*Attachment)(nil),              // 20: switchboard.plugin.v1.Attachment
-	(*Location)(nil),                // 21: switchboard.plugin.v1.Location
-	(*Delivery)(nil),                // 22: switchboard.plugin.v1.Delivery
-	(*Button)(nil),                  // 23: switchboard.plugin.v1.Button
-	(*Template)(nil),                // 24: switchboard.plugin.v1.Template
-	(*OutboundMessage)(nil),         // 25: switchboard.plugin.v1.OutboundMessage
-	(*SendResult)(nil),              // 26: switchboard.plugin.v1.SendResult
-	(*Contact)(nil),                 // 27: switchboard.plugin.v1.Contact
-	(*UpsertContactRequest)(nil),    // 28: switchboard.plugin.v1.UpsertContactRequest
-	(*UpsertContactResponse)(nil),   // 29: switchboard.plugin.v1.UpsertContactResponse
-	(*GetContactRequest)(nil),       // 30: switchboard.plugin.v1.GetContactRequest
-	(*Note)(nil),                    // 31: switchboard.plugin.v1.Note
-	(*AddNoteRequest)(nil),          // 32: switchboard.plugin.v1.AddNoteRequest
-	(*Deal)(nil),                    // 33: switchboard.plugin.v1.Deal
-	(*UpsertDealRequest)(nil),       // 34: switchboard.plugin.v1.UpsertDealRequest
-	(*Task)(nil),                    // 35: switchboard.plugin.v1.Task
-	(*CreateTaskRequest)(nil),       // 36: switchboard.plugin.v1.CreateTaskRequest
-	(*Turn)(nil),                    // 37: switchboard.plugin.v1.Turn
-	(*GenerateRequest)(nil),         // 38: switchboard.plugin.v1.GenerateRequest
-	(*Usage)(nil),                   // 39: switchboard.plugin.v1.Usage
-	(*GenerateResponse)(nil),        // 40: switchboard.plugin.v1.GenerateResponse
-	(*KVGetRequest)(nil),            // 41: switchboard.plugin.v1.KVGetRequest
-	(*KVGetResponse)(nil),           // 42: switchboard.plugin.v1.KVGetResponse
-	(*KVPutRequest)(nil),            // 43: switchboard.plugin.v1.KVPutRequest
-	(*KVPutResponse)(nil),           // 44: switchboard.plugin.v1.KVPutResponse
-	(*KVCompareAndSwapRequest)(nil), // 45: switchboard.plugin.v1.KVCompareAndSwapRequest
-	(*KVDeleteRequest)(nil),         // 46: switchboard.plugin.v1.KVDeleteRequest
-	(*KVDeleteResponse)(nil),        // 47: switchboard.plugin.v1.KVDeleteResponse
-	(*LogRequest)(nil),              // 48: switchboard.plugin.v1.LogRequest
-	(*LogResponse)(nil),             // 49: switchboard.plugin.v1.LogResponse
-	nil,                             // 50: switchboard.plugin.v1.LeadFacts.ExtraEntry
-	nil,                             // 51: switchboard.plugin.v1.Event.MetadataEntry
-	nil,                             // 52: switchboard.plugin.v1.OutboundMessage.MetadataEntry
-	nil,                             // 53: switchboard.plugin.v1.Contact.PropertiesEntry
-	nil,                             // 54: switchboard.plugin.v1.Deal.PropertiesEntry
-	nil,                             // 55: switchboard.plugin.v1.GenerateRequest.MetadataEntry
-	nil,                             // 56: switchboard.plugin.v1.LogRequest.AttrsEntry
-	(*timestamppb.Timestamp)(nil),   // 57: google.protobuf.Timestamp
+	(*CallError)(nil),               // 12: switchboard.plugin.v1.CallError
+	(*Identity)(nil),                // 13: switchboard.plugin.v1.Identity
+	(*LeadFacts)(nil),               // 14: switchboard.plugin.v1.LeadFacts
+	(*WebhookBatch)(nil),            // 15: switchboard.plugin.v1.WebhookBatch
+	(*WebhookBatchItem)(nil),        // 16: switchboard.plugin.v1.WebhookBatchItem
+	(*WebhookBatchResult)(nil),      // 17: switchboard.plugin.v1.WebhookBatchResult
+	(*WebhookBatchOutcome)(nil),     // 18: switchboard.plugin.v1.WebhookBatchOutcome
+	(*Header)(nil),                  // 19: switchboard.plugin.v1.Header
+	(*WebhookRequest)(nil),          // 20: switchboard.plugin.v1.WebhookRequest
+	(*WebhookResponse)(nil),         // 21: switchboard.plugin.v1.WebhookResponse
+	(*WebhookResult)(nil),           // 22: switchboard.plugin.v1.WebhookResult
+	(*Event)(nil),                   // 23: switchboard.plugin.v1.Event
+	(*Message)(nil),                 // 24: switchboard.plugin.v1.Message
+	(*Attachment)(nil),              // 25: switchboard.plugin.v1.Attachment
+	(*Location)(nil),                // 26: switchboard.plugin.v1.Location
+	(*Delivery)(nil),                // 27: switchboard.plugin.v1.Delivery
+	(*Button)(nil),                  // 28: switchboard.plugin.v1.Button
+	(*Template)(nil),                // 29: switchboard.plugin.v1.Template
+	(*OutboundMessage)(nil),         // 30: switchboard.plugin.v1.OutboundMessage
+	(*SendResult)(nil),              // 31: switchboard.plugin.v1.SendResult
+	(*Contact)(nil),                 // 32: switchboard.plugin.v1.Contact
+	(*UpsertContactRequest)(nil),    // 33: switchboard.plugin.v1.UpsertContactRequest
+	(*UpsertContactResponse)(nil),   // 34: switchboard.plugin.v1.UpsertContactResponse
+	(*GetContactRequest)(nil),       // 35: switchboard.plugin.v1.GetContactRequest
+	(*Note)(nil),                    // 36: switchboard.plugin.v1.Note
+	(*AddNoteRequest)(nil),          // 37: switchboard.plugin.v1.AddNoteRequest
+	(*Deal)(nil),                    // 38: switchboard.plugin.v1.Deal
+	(*UpsertDealRequest)(nil),       // 39: switchboard.plugin.v1.UpsertDealRequest
+	(*Task)(nil),                    // 40: switchboard.plugin.v1.Task
+	(*CreateTaskRequest)(nil),       // 41: switchboard.plugin.v1.CreateTaskRequest
+	(*Turn)(nil),                    // 42: switchboard.plugin.v1.Turn
+	(*GenerateRequest)(nil),         // 43: switchboard.plugin.v1.GenerateRequest
+	(*Usage)(nil),                   // 44: switchboard.plugin.v1.Usage
+	(*GenerateResponse)(nil),        // 45: switchboard.plugin.v1.GenerateResponse
+	(*KVBatchRequest)(nil),          // 46: switchboard.plugin.v1.KVBatchRequest
+	(*KVOp)(nil),                    // 47: switchboard.plugin.v1.KVOp
+	(*KVBatchResponse)(nil),         // 48: switchboard.plugin.v1.KVBatchResponse
+	(*KVOpResult)(nil),              // 49: switchboard.plugin.v1.KVOpResult
+	(*KVGetRequest)(nil),            // 50: switchboard.plugin.v1.KVGetRequest
+	(*KVGetResponse)(nil),           // 51: switchboard.plugin.v1.KVGetResponse
+	(*KVPutRequest)(nil),            // 52: switchboard.plugin.v1.KVPutRequest
+	(*KVPutResponse)(nil),           // 53: switchboard.plugin.v1.KVPutResponse
+	(*KVCompareAndSwapRequest)(nil), // 54: switchboard.plugin.v1.KVCompareAndSwapRequest
+	(*KVDeleteRequest)(nil),         // 55: switchboard.plugin.v1.KVDeleteRequest
+	(*KVDeleteResponse)(nil),        // 56: switchboard.plugin.v1.KVDeleteResponse
+	(*LogRequest)(nil),              // 57: switchboard.plugin.v1.LogRequest
+	(*LogResponse)(nil),             // 58: switchboard.plugin.v1.LogResponse
+	nil,                             // 59: switchboard.plugin.v1.LeadFacts.ExtraEntry
+	nil,                             // 60: switchboard.plugin.v1.Event.MetadataEntry
+	nil,                             // 61: switchboard.plugin.v1.OutboundMessage.MetadataEntry
+	nil,                             // 62: switchboard.plugin.v1.Contact.PropertiesEntry
+	nil,                             // 63: switchboard.plugin.v1.Deal.PropertiesEntry
+	nil,                             // 64: switchboard.plugin.v1.GenerateRequest.MetadataEntry
+	nil,                             // 65: switchboard.plugin.v1.LogRequest.AttrsEntry
+	(*durationpb.Duration)(nil),     // 66: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),   // 67: google.protobuf.Timestamp
 }
 var file_switchboard_plugin_v1_plugin_proto_depIdxs = []int32{
 	0,  // 0: switchboard.plugin.v1.ErrorDetail.code:type_name -> switchboard.plugin.v1.ErrorCode
-	50, // 1: switchboard.plugin.v1.LeadFacts.extra:type_name -> switchboard.plugin.v1.LeadFacts.ExtraEntry
-	14, // 2: switchboard.plugin.v1.WebhookRequest.headers:type_name -> switchboard.plugin.v1.Header
-	57, // 3: switchboard.plugin.v1.WebhookRequest.received_at:type_name -> google.protobuf.Timestamp
-	14, // 4: switchboard.plugin.v1.WebhookResponse.headers:type_name -> switchboard.plugin.v1.Header
-	16, // 5: switchboard.plugin.v1.WebhookResult.response:type_name -> switchboard.plugin.v1.WebhookResponse
-	18, // 6: switchboard.plugin.v1.WebhookResult.events:type_name -> switchboard.plugin.v1.Event
-	1,  // 7: switchboard.plugin.v1.Event.kind:type_name -> switchboard.plugin.v1.EventKind
-	12, // 8: switchboard.plugin.v1.Event.contact:type_name -> switchboard.plugin.v1.Identity
-	2,  // 9: switchboard.plugin.v1.Event.direction:type_name -> switchboard.plugin.v1.Direction
-	3,  // 10: switchboard.plugin.v1.Event.author:type_name -> switchboard.plugin.v1.Author
-	19, // 11: switchboard.plugin.v1.Event.message:type_name -> switchboard.plugin.v1.Message
-	22, // 12: switchboard.plugin.v1.Event.delivery:type_name -> switchboard.plugin.v1.Delivery
-	57, // 13: switchboard.plugin.v1.Event.timestamp:type_name -> google.protobuf.Timestamp
-	51, // 14: switchboard.plugin.v1.Event.metadata:type_name -> switchboard.plugin.v1.Event.MetadataEntry
-	20, // 15: switchboard.plugin.v1.Message.attachments:type_name -> switchboard.plugin.v1.Attachment
-	21, // 16: switchboard.plugin.v1.Message.location:type_name -> switchboard.plugin.v1.Location
-	4,  // 17: switchboard.plugin.v1.Delivery.status:type_name -> switchboard.plugin.v1.DeliveryStatus
-	12, // 18: switchboard.plugin.v1.OutboundMessage.to:type_name -> switchboard.plugin.v1.Identity
-	20, // 19: switchboard.plugin.v1.OutboundMessage.attachments:type_name -> switchboard.plugin.v1.Attachment
-	23, // 20: switchboard.plugin.v1.OutboundMessage.buttons:type_name -> switchboard.plugin.v1.Button
-	24, // 21: switchboard.plugin.v1.OutboundMessage.template:type_name -> switchboard.plugin.v1.Template
-	52, // 22: switchboard.plugin.v1.OutboundMessage.metadata:type_name -> switchboard.plugin.v1.OutboundMessage.MetadataEntry
-	57, // 23: switchboard.plugin.v1.SendResult.accepted_at:type_name -> google.protobuf.Timestamp
-	12, // 24: switchboard.plugin.v1.Contact.identities:type_name -> switchboard.plugin.v1.Identity
-	13, // 25: switchboard.plugin.v1.Contact.facts:type_name -> switchboard.plugin.v1.LeadFacts
-	53, // 26: switchboard.plugin.v1.Contact.properties:type_name -> switchboard.plugin.v1.Contact.PropertiesEntry
-	57, // 27: switchboard.plugin.v1.Contact.created_at:type_name -> google.protobuf.Timestamp
-	57, // 28: switchboard.plugin.v1.Contact.updated_at:type_name -> google.protobuf.Timestamp
-	27, // 29: switchboard.plugin.v1.UpsertContactRequest.contact:type_name -> switchboard.plugin.v1.Contact
-	27, // 30: switchboard.plugin.v1.UpsertContactResponse.contact:type_name -> switchboard.plugin.v1.Contact
-	12, // 31: switchboard.plugin.v1.GetContactRequest.identity:type_name -> switchboard.plugin.v1.Identity
-	57, // 32: switchboard.plugin.v1.Note.created_at:type_name -> google.protobuf.Timestamp
-	31, // 33: switchboard.plugin.v1.AddNoteRequest.note:type_name -> switchboard.plugin.v1.Note
-	54, // 34: switchboard.plugin.v1.Deal.properties:type_name -> switchboard.plugin.v1.Deal.PropertiesEntry
-	33, // 35: switchboard.plugin.v1.UpsertDealRequest.deal:type_name -> switchboard.plugin.v1.Deal
-	57, // 36: switchboard.plugin.v1.Task.due_at:type_name -> google.protobuf.Timestamp
-	35, // 37: switchboard.plugin.v1.CreateTaskRequest.task:type_name -> switchboard.plugin.v1.Task
-	57, // 38: switchboard.plugin.v1.Turn.at:type_name -> google.protobuf.Timestamp
-	37, // 39: switchboard.plugin.v1.GenerateRequest.history:type_name -> switchboard.plugin.v1.Turn
-	55, // 40: switchboard.plugin.v1.GenerateRequest.metadata:type_name -> switchboard.plugin.v1.GenerateRequest.MetadataEntry
-	39, // 41: switchboard.plugin.v1.GenerateResponse.usage:type_name -> switchboard.plugin.v1.Usage
-	56, // 42: switchboard.plugin.v1.LogRequest.attrs:type_name -> switchboard.plugin.v1.LogRequest.AttrsEntry
-	5,  // 43: switchboard.plugin.v1.Plugin.Describe:input_type -> switchboard.plugin.v1.DescribeRequest
-	7,  // 44: switchboard.plugin.v1.Plugin.Configure:input_type -> switchboard.plugin.v1.ConfigureRequest
-	9,  // 45: switchboard.plugin.v1.Plugin.Health:input_type -> switchboard.plugin.v1.HealthRequest
-	15, // 46: switchboard.plugin.v1.Channel.HandleWebhook:input_type -> switchboard.plugin.v1.WebhookRequest
-	25, // 47: switchboard.plugin.v1.Channel.Send:input_type -> switchboard.plugin.v1.OutboundMessage
-	28, // 48: switchboard.plugin.v1.CRM.UpsertContact:input_type -> switchboard.plugin.v1.UpsertContactRequest
-	30, // 49: switchboard.plugin.v1.CRM.GetContact:input_type -> switchboard.plugin.v1.GetContactRequest
-	32, // 50: switchboard.plugin.v1.CRM.AddNote:input_type -> switchboard.plugin.v1.AddNoteRequest
-	34, // 51: switchboard.plugin.v1.CRM.UpsertDeal:input_type -> switchboard.plugin.v1.UpsertDealRequest
-	36, // 52: switchboard.plugin.v1.CRM.CreateTask:input_type -> switchboard.plugin.v1.CreateTaskRequest
-	38, // 53: switchboard.plugin.v1.LLM.Generate:input_type -> switchboard.plugin.v1.GenerateRequest
-	41, // 54: switchboard.plugin.v1.HostServices.KVGet:input_type -> switchboard.plugin.v1.KVGetRequest
-	43, // 55: switchboard.plugin.v1.HostServices.KVPut:input_type -> switchboard.plugin.v1.KVPutRequest
-	45, // 56: switchboard.plugin.v1.HostServices.KVCompareAndSwap:input_type -> switchboard.plugin.v1.KVCompareAndSwapRequest
-	46, // 57: switchboard.plugin.v1.HostServices.KVDelete:input_type -> switchboard.plugin.v1.KVDeleteRequest
-	48, // 58: switchboard.plugin.v1.HostServices.Log:input_type -> switchboard.plugin.v1.LogRequest
-	6,  // 59: switchboard.plugin.v1.Plugin.Describe:output_type -> switchboard.plugin.v1.Manifest
-	8,  // 60: switchboard.plugin.v1.Plugin.Configure:output_type -> switchboard.plugin.v1.ConfigureResponse
-	10, // 61: switchboard.plugin.v1.Plugin.Health:output_type -> switchboard.plugin.v1.HealthResponse
-	17, // 62: switchboard.plugin.v1.Channel.HandleWebhook:output_type -> switchboard.plugin.v1.WebhookResult
-	26, // 63: switchboard.plugin.v1.Channel.Send:output_type -> switchboard.plugin.v1.SendResult
-	29, // 64: switchboard.plugin.v1.CRM.UpsertContact:output_type -> switchboard.plugin.v1.UpsertContactResponse
-	27, // 65: switchboard.plugin.v1.CRM.GetContact:output_type -> switchboard.plugin.v1.Contact
-	31, // 66: switchboard.plugin.v1.CRM.AddNote:output_type -> switchboard.plugin.v1.Note
-	33, // 67: switchboard.plugin.v1.CRM.UpsertDeal:output_type -> switchboard.plugin.v1.Deal
-	35, // 68: switchboard.plugin.v1.CRM.CreateTask:output_type -> switchboard.plugin.v1.Task
-	40, // 69: switchboard.plugin.v1.LLM.Generate:output_type -> switchboard.plugin.v1.GenerateResponse
-	42, // 70: switchboard.plugin.v1.HostServices.KVGet:output_type -> switchboard.plugin.v1.KVGetResponse
-	44, // 71: switchboard.plugin.v1.HostServices.KVPut:output_type -> switchboard.plugin.v1.KVPutResponse
-	44, // 72: switchboard.plugin.v1.HostServices.KVCompareAndSwap:output_type -> switchboard.plugin.v1.KVPutResponse
-	47, // 73: switchboard.plugin.v1.HostServices.KVDelete:output_type -> switchboard.plugin.v1.KVDeleteResponse
-	49, // 74: switchboard.plugin.v1.HostServices.Log:output_type -> switchboard.plugin.v1.LogResponse
-	59, // [59:75] is the sub-list for method output_type
-	43, // [43:59] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	11, // 1: switchboard.plugin.v1.CallError.detail:type_name -> switchboard.plugin.v1.ErrorDetail
+	59, // 2: switchboard.plugin.v1.LeadFacts.extra:type_name -> switchboard.plugin.v1.LeadFacts.ExtraEntry
+	16, // 3: switchboard.plugin.v1.WebhookBatch.items:type_name -> switchboard.plugin.v1.WebhookBatchItem
+	20, // 4: switchboard.plugin.v1.WebhookBatchItem.request:type_name -> switchboard.plugin.v1.WebhookRequest
+	66, // 5: switchboard.plugin.v1.WebhookBatchItem.timeout:type_name -> google.protobuf.Duration
+	18, // 6: switchboard.plugin.v1.WebhookBatchResult.outcomes:type_name -> switchboard.plugin.v1.WebhookBatchOutcome
+	22, // 7: switchboard.plugin.v1.WebhookBatchOutcome.result:type_name -> switchboard.plugin.v1.WebhookResult
+	12, // 8: switchboard.plugin.v1.WebhookBatchOutcome.error:type_name -> switchboard.plugin.v1.CallError
+	19, // 9: switchboard.plugin.v1.WebhookRequest.headers:type_name -> switchboard.plugin.v1.Header
+	67, // 10: switchboard.plugin.v1.WebhookRequest.received_at:type_name -> google.protobuf.Timestamp
+	19, // 11: switchboard.plugin.v1.WebhookResponse.headers:type_name -> switchboard.plugin.v1.Header
+	21, // 12: switchboard.plugin.v1.WebhookResult.response:type_name -> switchboard.plugin.v1.WebhookResponse
+	23, // 13: switchboard.plugin.v1.WebhookResult.events:type_name -> switchboard.plugin.v1.Event
+	1,  // 14: switchboard.plugin.v1.Event.kind:type_name -> switchboard.plugin.v1.EventKind
+	13, // 15: switchboard.plugin.v1.Event.contact:type_name -> switchboard.plugin.v1.Identity
+	2,  // 16: switchboard.plugin.v1.Event.direction:type_name -> switchboard.plugin.v1.Direction
+	3,  // 17: switchboard.plugin.v1.Event.author:type_name -> switchboard.plugin.v1.Author
+	24, // 18: switchboard.plugin.v1.Event.message:type_name -> switchboard.plugin.v1.Message
+	27, // 19: switchboard.plugin.v1.Event.delivery:type_name -> switchboard.plugin.v1.Delivery
+	67, // 20: switchboard.plugin.v1.Event.timestamp:type_name -> google.protobuf.Timestamp
+	60, // 21: switchboard.plugin.v1.Event.metadata:type_name -> switchboard.plugin.v1.Event.MetadataEntry
+	25, // 22: switchboard.plugin.v1.Message.attachments:type_name -> switchboard.plugin.v1.Attachment
+	26, // 23: switchboard.plugin.v1.Message.location:type_name -> switchboard.plugin.v1.Location
+	4,  // 24: switchboard.plugin.v1.Delivery.status:type_name -> switchboard.plugin.v1.DeliveryStatus
+	13, // 25: switchboard.plugin.v1.OutboundMessage.to:type_name -> switchboard.plugin.v1.Identity
+	25, // 26: switchboard.plugin.v1.OutboundMessage.attachments:type_name -> switchboard.plugin.v1.Attachment
+	28, // 27: switchboard.plugin.v1.OutboundMessage.buttons:type_name -> switchboard.plugin.v1.Button
+	29, // 28: switchboard.plugin.v1.OutboundMessage.template:type_name -> switchboard.plugin.v1.Template
+	61, // 29: switchboard.plugin.v1.OutboundMessage.metadata:type_name -> switchboard.plugin.v1.OutboundMessage.MetadataEntry
+	67, // 30: switchboard.plugin.v1.SendResult.accepted_at:type_name -> google.protobuf.Timestamp
+	13, // 31: switchboard.plugin.v1.Contact.identities:type_name -> switchboard.plugin.v1.Identity
+	14, // 32: switchboard.plugin.v1.Contact.facts:type_name -> switchboard.plugin.v1.LeadFacts
+	62, // 33: switchboard.plugin.v1.Contact.properties:type_name -> switchboard.plugin.v1.Contact.PropertiesEntry
+	67, // 34: switchboard.plugin.v1.Contact.created_at:type_name -> google.protobuf.Timestamp
+	67, // 35: switchboard.plugin.v1.Contact.updated_at:type_name -> google.protobuf.Timestamp
+	32, // 36: switchboard.plugin.v1.UpsertContactRequest.contact:type_name -> switchboard.plugin.v1.Contact
+	32, // 37: switchboard.plugin.v1.UpsertContactResponse.contact:type_name -> switchboard.plugin.v1.Contact
+	13, // 38: switchboard.plugin.v1.GetContactRequest.identity:type_name -> switchboard.plugin.v1.Identity
+	67, // 39: switchboard.plugin.v1.Note.created_at:type_name -> google.protobuf.Timestamp
+	36, // 40: switchboard.plugin.v1.AddNoteRequest.note:type_name -> switchboard.plugin.v1.Note
+	63, // 41: switchboard.plugin.v1.Deal.properties:type_name -> switchboard.plugin.v1.Deal.PropertiesEntry
+	38, // 42: switchboard.plugin.v1.UpsertDealRequest.deal:type_name -> switchboard.plugin.v1.Deal
+	67, // 43: switchboard.plugin.v1.Task.due_at:type_name -> google.protobuf.Timestamp
+	40, // 44: switchboard.plugin.v1.CreateTaskRequest.task:type_name -> switchboard.plugin.v1.Task
+	67, // 45: switchboard.plugin.v1.Turn.at:type_name -> google.protobuf.Timestamp
+	42, // 46: switchboard.plugin.v1.GenerateRequest.history:type_name -> switchboard.plugin.v1.Turn
+	64, // 47: switchboard.plugin.v1.GenerateRequest.metadata:type_name -> switchboard.plugin.v1.GenerateRequest.MetadataEntry
+	44, // 48: switchboard.plugin.v1.GenerateResponse.usage:type_name -> switchboard.plugin.v1.Usage
+	47, // 49: switchboard.plugin.v1.KVBatchRequest.ops:type_name -> switchboard.plugin.v1.KVOp
+	50, // 50: switchboard.plugin.v1.KVOp.get:type_name -> switchboard.plugin.v1.KVGetRequest
+	52, // 51: switchboard.plugin.v1.KVOp.put:type_name -> switchboard.plugin.v1.KVPutRequest
+	54, // 52: switchboard.plugin.v1.KVOp.compare_and_swap:type_name -> switchboard.plugin.v1.KVCompareAndSwapRequest
+	55, // 53: switchboard.plugin.v1.KVOp.delete:type_name -> switchboard.plugin.v1.KVDeleteRequest
+	66, // 54: switchboard.plugin.v1.KVOp.timeout:type_name -> google.protobuf.Duration
+	49, // 55: switchboard.plugin.v1.KVBatchResponse.results:type_name -> switchboard.plugin.v1.KVOpResult
+	51, // 56: switchboard.plugin.v1.KVOpResult.get:type_name -> switchboard.plugin.v1.KVGetResponse
+	53, // 57: switchboard.plugin.v1.KVOpResult.put:type_name -> switchboard.plugin.v1.KVPutResponse
+	56, // 58: switchboard.plugin.v1.KVOpResult.delete:type_name -> switchboard.plugin.v1.KVDeleteResponse
+	12, // 59: switchboard.plugin.v1.KVOpResult.error:type_name -> switchboard.plugin.v1.CallError
+	65, // 60: switchboard.plugin.v1.LogRequest.attrs:type_name -> switchboard.plugin.v1.LogRequest.AttrsEntry
+	5,  // 61: switchboard.plugin.v1.Plugin.Describe:input_type -> switchboard.plugin.v1.DescribeRequest
+	7,  // 62: switchboard.plugin.v1.Plugin.Configure:input_type -> switchboard.plugin.v1.ConfigureRequest
+	9,  // 63: switchboard.plugin.v1.Plugin.Health:input_type -> switchboard.plugin.v1.HealthRequest
+	20, // 64: switchboard.plugin.v1.Channel.HandleWebhook:input_type -> switchboard.plugin.v1.WebhookRequest
+	30, // 65: switchboard.plugin.v1.Channel.Send:input_type -> switchboard.plugin.v1.OutboundMessage
+	15, // 66: switchboard.plugin.v1.Channel.HandleWebhooks:input_type -> switchboard.plugin.v1.WebhookBatch
+	33, // 67: switchboard.plugin.v1.CRM.UpsertContact:input_type -> switchboard.plugin.v1.UpsertContactRequest
+	35, // 68: switchboard.plugin.v1.CRM.GetContact:input_type -> switchboard.plugin.v1.GetContactRequest
+	37, // 69: switchboard.plugin.v1.CRM.AddNote:input_type -> switchboard.plugin.v1.AddNoteRequest
+	39, // 70: switchboard.plugin.v1.CRM.UpsertDeal:input_type -> switchboard.plugin.v1.UpsertDealRequest
+	41, // 71: switchboard.plugin.v1.CRM.CreateTask:input_type -> switchboard.plugin.v1.CreateTaskRequest
+	43, // 72: switchboard.plugin.v1.LLM.Generate:input_type -> switchboard.plugin.v1.GenerateRequest
+	50, // 73: switchboard.plugin.v1.HostServices.KVGet:input_type -> switchboard.plugin.v1.KVGetRequest
+	52, // 74: switchboard.plugin.v1.HostServices.KVPut:input_type -> switchboard.plugin.v1.KVPutRequest
+	54, // 75: switchboard.plugin.v1.HostServices.KVCompareAndSwap:input_type -> switchboard.plugin.v1.KVCompareAndSwapRequest
+	55, // 76: switchboard.plugin.v1.HostServices.KVDelete:input_type -> switchboard.plugin.v1.KVDeleteRequest
+	57, // 77: switchboard.plugin.v1.HostServices.Log:input_type -> switchboard.plugin.v1.LogRequest
+	46, // 78: switchboard.plugin.v1.HostServices.KVBatch:input_type -> switchboard.plugin.v1.KVBatchRequest
+	6,  // 79: switchboard.plugin.v1.Plugin.Describe:output_type -> switchboard.plugin.v1.Manifest
+	8,  // 80: switchboard.plugin.v1.Plugin.Configure:output_type -> switchboard.plugin.v1.ConfigureResponse
+	10, // 81: switchboard.plugin.v1.Plugin.Health:output_type -> switchboard.plugin.v1.HealthResponse
+	22, // 82: switchboard.plugin.v1.Channel.HandleWebhook:output_type -> switchboard.plugin.v1.WebhookResult
+	31, // 83: switchboard.plugin.v1.Channel.Send:output_type -> switchboard.plugin.v1.SendResult
+	17, // 84: switchboard.plugin.v1.Channel.HandleWebhooks:output_type -> switchboard.plugin.v1.WebhookBatchResult
+	34, // 85: switchboard.plugin.v1.CRM.UpsertContact:output_type -> switchboard.plugin.v1.UpsertContactResponse
+	32, // 86: switchboard.plugin.v1.CRM.GetContact:output_type -> switchboard.plugin.v1.Contact
+	36, // 87: switchboard.plugin.v1.CRM.AddNote:output_type -> switchboard.plugin.v1.Note
+	38, // 88: switchboard.plugin.v1.CRM.UpsertDeal:output_type -> switchboard.plugin.v1.Deal
+	40, // 89: switchboard.plugin.v1.CRM.CreateTask:output_type -> switchboard.plugin.v1.Task
+	45, // 90: switchboard.plugin.v1.LLM.Generate:output_type -> switchboard.plugin.v1.GenerateResponse
+	51, // 91: switchboard.plugin.v1.HostServices.KVGet:output_type -> switchboard.plugin.v1.KVGetResponse
+	53, // 92: switchboard.plugin.v1.HostServices.KVPut:output_type -> switchboard.plugin.v1.KVPutResponse
+	53, // 93: switchboard.plugin.v1.HostServices.KVCompareAndSwap:output_type -> switchboard.plugin.v1.KVPutResponse
+	56, // 94: switchboard.plugin.v1.HostServices.KVDelete:output_type -> switchboard.plugin.v1.KVDeleteResponse
+	58, // 95: switchboard.plugin.v1.HostServices.Log:output_type -> switchboard.plugin.v1.LogResponse
+	48, // 96: switchboard.plugin.v1.HostServices.KVBatch:output_type -> switchboard.plugin.v1.KVBatchResponse
+	79, // [79:97] is the sub-list for method output_type
+	61, // [61:79] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_switchboard_plugin_v1_plugin_proto_init() }
@@ -4087,13 +4772,29 @@ func file_switchboard_plugin_v1_plugin_proto_init() {
 	if File_switchboard_plugin_v1_plugin_proto != nil {
 		return
 	}
+	file_switchboard_plugin_v1_plugin_proto_msgTypes[13].OneofWrappers = []any{
+		(*WebhookBatchOutcome_Result)(nil),
+		(*WebhookBatchOutcome_Error)(nil),
+	}
+	file_switchboard_plugin_v1_plugin_proto_msgTypes[42].OneofWrappers = []any{
+		(*KVOp_Get)(nil),
+		(*KVOp_Put)(nil),
+		(*KVOp_CompareAndSwap)(nil),
+		(*KVOp_Delete)(nil),
+	}
+	file_switchboard_plugin_v1_plugin_proto_msgTypes[44].OneofWrappers = []any{
+		(*KVOpResult_Get)(nil),
+		(*KVOpResult_Put)(nil),
+		(*KVOpResult_Delete)(nil),
+		(*KVOpResult_Error)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_switchboard_plugin_v1_plugin_proto_rawDesc), len(file_switchboard_plugin_v1_plugin_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   52,
+			NumMessages:   61,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

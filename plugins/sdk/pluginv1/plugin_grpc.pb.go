@@ -212,8 +212,9 @@ var Plugin_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Channel_HandleWebhook_FullMethodName = "/switchboard.plugin.v1.Channel/HandleWebhook"
-	Channel_Send_FullMethodName          = "/switchboard.plugin.v1.Channel/Send"
+	Channel_HandleWebhook_FullMethodName  = "/switchboard.plugin.v1.Channel/HandleWebhook"
+	Channel_Send_FullMethodName           = "/switchboard.plugin.v1.Channel/Send"
+	Channel_HandleWebhooks_FullMethodName = "/switchboard.plugin.v1.Channel/HandleWebhooks"
 )
 
 // ChannelClient is the client API for Channel service.
@@ -222,6 +223,12 @@ const (
 type ChannelClient interface {
 	HandleWebhook(ctx context.Context, in *WebhookRequest, opts ...grpc.CallOption) (*WebhookResult, error)
 	Send(ctx context.Context, in *OutboundMessage, opts ...grpc.CallOption) (*SendResult, error)
+	// HandleWebhooks handles many webhooks in one call, concurrently, each
+	// under its own deadline; outcomes come back in the order of the items.
+	// The host sends concurrent webhooks as a batch under load. A plugin
+	// built before it answers Unimplemented and the host falls back to
+	// HandleWebhook.
+	HandleWebhooks(ctx context.Context, in *WebhookBatch, opts ...grpc.CallOption) (*WebhookBatchResult, error)
 }
 
 type channelClient struct {
@@ -252,12 +259,28 @@ func (c *channelClient) Send(ctx context.Context, in *OutboundMessage, opts ...g
 	return out, nil
 }
 
+func (c *channelClient) HandleWebhooks(ctx context.Context, in *WebhookBatch, opts ...grpc.CallOption) (*WebhookBatchResult, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WebhookBatchResult)
+	err := c.cc.Invoke(ctx, Channel_HandleWebhooks_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ChannelServer is the server API for Channel service.
 // All implementations must embed UnimplementedChannelServer
 // for forward compatibility.
 type ChannelServer interface {
 	HandleWebhook(context.Context, *WebhookRequest) (*WebhookResult, error)
 	Send(context.Context, *OutboundMessage) (*SendResult, error)
+	// HandleWebhooks handles many webhooks in one call, concurrently, each
+	// under its own deadline; outcomes come back in the order of the items.
+	// The host sends concurrent webhooks as a batch under load. A plugin
+	// built before it answers Unimplemented and the host falls back to
+	// HandleWebhook.
+	HandleWebhooks(context.Context, *WebhookBatch) (*WebhookBatchResult, error)
 	mustEmbedUnimplementedChannelServer()
 }
 
@@ -273,6 +296,9 @@ func (UnimplementedChannelServer) HandleWebhook(context.Context, *WebhookRequest
 }
 func (UnimplementedChannelServer) Send(context.Context, *OutboundMessage) (*SendResult, error) {
 	return nil, status.Error(codes.Unimplemented, "method Send not implemented")
+}
+func (UnimplementedChannelServer) HandleWebhooks(context.Context, *WebhookBatch) (*WebhookBatchResult, error) {
+	return nil, status.Error(codes.Unimplemented, "method HandleWebhooks not implemented")
 }
 func (UnimplementedChannelServer) mustEmbedUnimplementedChannelServer() {}
 func (UnimplementedChannelServer) testEmbeddedByValue()                 {}
@@ -331,6 +357,24 @@ func _Channel_Send_Handler(srv interface{}, ctx context.Context, dec func(interf
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Channel_HandleWebhooks_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WebhookBatch)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ChannelServer).HandleWebhooks(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Channel_HandleWebhooks_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ChannelServer).HandleWebhooks(ctx, req.(*WebhookBatch))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Channel_ServiceDesc is the grpc.ServiceDesc for Channel service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -345,6 +389,10 @@ var Channel_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Send",
 			Handler:    _Channel_Send_Handler,
+		},
+		{
+			MethodName: "HandleWebhooks",
+			Handler:    _Channel_HandleWebhooks_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
@@ -713,6 +761,7 @@ const (
 	HostServices_KVCompareAndSwap_FullMethodName = "/switchboard.plugin.v1.HostServices/KVCompareAndSwap"
 	HostServices_KVDelete_FullMethodName         = "/switchboard.plugin.v1.HostServices/KVDelete"
 	HostServices_Log_FullMethodName              = "/switchboard.plugin.v1.HostServices/Log"
+	HostServices_KVBatch_FullMethodName          = "/switchboard.plugin.v1.HostServices/KVBatch"
 )
 
 // HostServicesClient is the client API for HostServices service.
@@ -728,6 +777,12 @@ type HostServicesClient interface {
 	KVCompareAndSwap(ctx context.Context, in *KVCompareAndSwapRequest, opts ...grpc.CallOption) (*KVPutResponse, error)
 	KVDelete(ctx context.Context, in *KVDeleteRequest, opts ...grpc.CallOption) (*KVDeleteResponse, error)
 	Log(ctx context.Context, in *LogRequest, opts ...grpc.CallOption) (*LogResponse, error)
+	// KVBatch runs many KV operations in one call, concurrently, each under
+	// its own deadline, with exactly the semantics of the single calls; the
+	// results come back in the order of the ops. The plugin sends concurrent
+	// KV calls as a batch under load. A hub built before it answers
+	// Unimplemented and the plugin falls back to the single calls.
+	KVBatch(ctx context.Context, in *KVBatchRequest, opts ...grpc.CallOption) (*KVBatchResponse, error)
 }
 
 type hostServicesClient struct {
@@ -788,6 +843,16 @@ func (c *hostServicesClient) Log(ctx context.Context, in *LogRequest, opts ...gr
 	return out, nil
 }
 
+func (c *hostServicesClient) KVBatch(ctx context.Context, in *KVBatchRequest, opts ...grpc.CallOption) (*KVBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(KVBatchResponse)
+	err := c.cc.Invoke(ctx, HostServices_KVBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HostServicesServer is the server API for HostServices service.
 // All implementations must embed UnimplementedHostServicesServer
 // for forward compatibility.
@@ -801,6 +866,12 @@ type HostServicesServer interface {
 	KVCompareAndSwap(context.Context, *KVCompareAndSwapRequest) (*KVPutResponse, error)
 	KVDelete(context.Context, *KVDeleteRequest) (*KVDeleteResponse, error)
 	Log(context.Context, *LogRequest) (*LogResponse, error)
+	// KVBatch runs many KV operations in one call, concurrently, each under
+	// its own deadline, with exactly the semantics of the single calls; the
+	// results come back in the order of the ops. The plugin sends concurrent
+	// KV calls as a batch under load. A hub built before it answers
+	// Unimplemented and the plugin falls back to the single calls.
+	KVBatch(context.Context, *KVBatchRequest) (*KVBatchResponse, error)
 	mustEmbedUnimplementedHostServicesServer()
 }
 
@@ -825,6 +896,9 @@ func (UnimplementedHostServicesServer) KVDelete(context.Context, *KVDeleteReques
 }
 func (UnimplementedHostServicesServer) Log(context.Context, *LogRequest) (*LogResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Log not implemented")
+}
+func (UnimplementedHostServicesServer) KVBatch(context.Context, *KVBatchRequest) (*KVBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method KVBatch not implemented")
 }
 func (UnimplementedHostServicesServer) mustEmbedUnimplementedHostServicesServer() {}
 func (UnimplementedHostServicesServer) testEmbeddedByValue()                      {}
@@ -937,6 +1011,24 @@ func _HostServices_Log_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HostServices_KVBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(KVBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServicesServer).KVBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HostServices_KVBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServicesServer).KVBatch(ctx, req.(*KVBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HostServices_ServiceDesc is the grpc.ServiceDesc for HostServices service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -963,6 +1055,10 @@ var HostServices_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Log",
 			Handler:    _HostServices_Log_Handler,
+		},
+		{
+			MethodName: "KVBatch",
+			Handler:    _HostServices_KVBatch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -183,6 +183,48 @@ func RunChannelSuite(t *testing.T, start func(t *testing.T) *sdk.RemoteChannel, 
 		}
 	})
 
+	// The hub sends concurrent webhooks in batches; the SDK runs each item
+	// through HandleWebhook, so a batch must answer what single calls do.
+	t.Run("Batch", func(t *testing.T) {
+		c := configured(t)
+		reqs := []*sdk.WebhookRequest{fx.ValidWebhook(t, 200), fx.ForgedWebhook(t), fx.ValidWebhook(t, 201)}
+		var single []*sdk.WebhookResult
+		for i, req := range reqs {
+			res, err := c.HandleWebhook(Context(t, 10*time.Second), req)
+			if err != nil {
+				t.Fatalf("HandleWebhook %d: %v", i, err)
+			}
+			single = append(single, res)
+		}
+		calls := make([]sdk.WebhookCall, len(reqs))
+		for i, req := range reqs {
+			calls[i] = sdk.WebhookCall{Request: req, Deadline: time.Now().Add(10 * time.Second)}
+		}
+		out, err := c.HandleWebhooks(Context(t, 10*time.Second), calls)
+		if err != nil {
+			t.Fatalf("HandleWebhooks: %v", err)
+		}
+		if len(out) != len(reqs) {
+			t.Fatalf("%d outcomes for %d webhooks", len(out), len(reqs))
+		}
+		for i, o := range out {
+			if o.Err != nil {
+				t.Errorf("webhook %d of the batch: %v", i, o.Err)
+				continue
+			}
+			if o.Result.Response.Status != single[i].Response.Status || len(o.Result.Events) != len(single[i].Events) {
+				t.Errorf("webhook %d: the batch answered status %d with %d events, a single call %d with %d", i,
+					o.Result.Response.Status, len(o.Result.Events), single[i].Response.Status, len(single[i].Events))
+				continue
+			}
+			for k := range o.Result.Events {
+				if o.Result.Events[k].ID != single[i].Events[k].ID {
+					t.Errorf("webhook %d event %d: ID %q in a batch, %q alone", i, k, o.Result.Events[k].ID, single[i].Events[k].ID)
+				}
+			}
+		}
+	})
+
 	t.Run("CancelledContext", func(t *testing.T) {
 		c := configured(t)
 		ctx, cancel := context.WithCancel(context.Background())

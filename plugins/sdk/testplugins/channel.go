@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -55,6 +57,33 @@ type ChannelConfig struct {
 	SendLatencyMS int    `json:"send_latency_ms"`
 	// HangOn makes Send block until its context ends when the text contains it.
 	HangOn string `json:"hang_on"`
+	// WebhookGateURL, when set, makes HandleWebhook GET it (the request's
+	// X-Request-Id in the query) before answering, so a test can hold
+	// webhooks in the plugin and count them there.
+	WebhookGateURL string `json:"webhook_gate_url"`
+}
+
+// Headers of a webhook that make the test channel misbehave, for fault
+// tests: FaultErrorHeader names an error of WebhookErrors to return,
+// FaultHangHeader blocks until the call's deadline, FaultCrashHeader exits
+// the process.
+const (
+	FaultErrorHeader = "X-Test-Error"
+	FaultHangHeader  = "X-Test-Hang"
+	FaultCrashHeader = "X-Test-Crash"
+)
+
+// WebhookErrors are the errors FaultErrorHeader can name.
+var WebhookErrors = map[string]error{
+	"retryable":    sdk.Retryable(errors.New("provider 503"), 1500*time.Millisecond).WithProviderCode("503"),
+	"ratelimited":  sdk.RateLimited(errors.New("slow down"), 7*time.Second).WithReason("per_number"),
+	"permanent":    sdk.Permanent(errors.New("outside window")).WithReason("window_closed").WithProviderCode("131047"),
+	"notfound":     sdk.NotFound(errors.New("no such user")),
+	"unauthorized": sdk.Unauthorized(errors.New("token rejected")),
+	"invalid":      sdk.Invalid(errors.New("bad phone")),
+	"conflict":     sdk.Conflict(errors.New("lost the race")),
+	"untyped":      errors.New("something odd"),
+	"deadline":     context.DeadlineExceeded,
 }
 
 // SentMessage is what the sink receives for each Send.
@@ -110,8 +139,11 @@ func reply(status int, body string) *sdk.WebhookResult {
 		Header: http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, Body: []byte(body)}}
 }
 
-func (c *Channel) HandleWebhook(_ context.Context, req *sdk.WebhookRequest) (*sdk.WebhookResult, error) {
+func (c *Channel) HandleWebhook(ctx context.Context, req *sdk.WebhookRequest) (*sdk.WebhookResult, error) {
 	cfg, instance := c.config()
+	if err := c.webhookFaults(ctx, cfg, req); err != nil {
+		return nil, err
+	}
 	if req.Method == http.MethodGet {
 		return reply(200, "ok"), nil
 	}
@@ -144,6 +176,37 @@ func (c *Channel) HandleWebhook(_ context.Context, req *sdk.WebhookRequest) (*sd
 		res.Events = append(res.Events, e)
 	}
 	return res, nil
+}
+
+func (c *Channel) webhookFaults(ctx context.Context, cfg ChannelConfig, req *sdk.WebhookRequest) error {
+	if req.Header.Get(FaultCrashHeader) != "" {
+		os.Exit(2)
+	}
+	if req.Header.Get(FaultHangHeader) != "" {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	if cfg.WebhookGateURL != "" {
+		hreq, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.WebhookGateURL+"?id="+url.QueryEscape(req.Header.Get("X-Request-Id")), nil)
+		if err != nil {
+			return sdk.Permanent(fmt.Errorf("gate request: %w", err))
+		}
+		resp, err := c.client.Do(hreq)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return sdk.Retryable(fmt.Errorf("gate: %w", err), 0)
+		}
+		resp.Body.Close()
+	}
+	if name := req.Header.Get(FaultErrorHeader); name != "" {
+		if err, ok := WebhookErrors[name]; ok {
+			return err
+		}
+		return sdk.Invalid(fmt.Errorf("no test error %q", name))
+	}
+	return nil
 }
 
 func (c *Channel) Send(ctx context.Context, msg *sdk.Outbound) (*sdk.SendResult, error) {

@@ -135,7 +135,7 @@ func (c *Connector) Configure(_ context.Context, req sdk.ConfigureRequest) error
 		log:      log.With("plugin", ChannelName),
 		graph:    &graphClient{base: cfg.graphBase(), pnid: cfg.PhoneNumberID, token: cfg.AccessToken, http: hc},
 		limiter:  lim,
-		windows:  windows{kv: req.Host.KV(), pn: cfg.PhoneNumberID, now: c.now},
+		windows:  windows{kv: sdk.NewHintedKV(req.Host.KV()), pn: cfg.PhoneNumberID, now: c.now},
 		claims:   claims{kv: req.Host.KV(), now: c.now},
 	}
 	c.rt.Store(rt)

@@ -109,7 +109,7 @@ func (c *Connector) Configure(ctx context.Context, req sdk.ConfigureRequest) err
 	}
 	api := &apiClient{http: hc, openapi: cfg.BaseURL.OpenAPI, oauth: cfg.BaseURL.OAuth, appID: cfg.AppID,
 		appSecret: cfg.AppSecret, rateLimitRetryAfter: cfg.RateLimitRetryAfter.D()}
-	kv := req.Host.KV()
+	kv := sdk.NewHintedKV(req.Host.KV())
 	st := &state{cfg: cfg, instance: req.Instance, owner: c.owner, kv: kv, log: log, api: api, now: c.opts.now}
 	st.tokens = &tokenStore{kv: kv, key: tokenKey(cfg.OAID), owner: c.owner, api: api, now: c.opts.now,
 		refreshBefore: cfg.RefreshBefore.D(), lease: cfg.TokenLease.D(), httpTimeout: cfg.HTTPTimeout.D(),

@@ -56,7 +56,25 @@ func casJSON(ctx context.Context, kv sdk.KV, key string, expect int64, v any, tt
 // updateJSON applies fn to the record at key (zero value when absent) and
 // writes it back with compare-and-swap, retrying on conflicts. fn returns
 // false to leave the record unchanged.
+//
+// With an sdk.HintedKV it first tries the version this process last saw (or
+// "absent" for a key it never saw) without reading: each KV call is a
+// round trip to the hub, and this process is usually the only writer. The
+// swap only succeeds if that version is current, so fn saw the current
+// record; anything else (a conflict, fn declining to write or failing on
+// the remembered record) falls back to reading.
 func updateJSON[T any](ctx context.Context, kv sdk.KV, key string, ttl time.Duration, fn func(rec *T, exists bool) (bool, error)) (T, error) {
+	if h, ok := kv.(*sdk.HintedKV); ok {
+		var rec T
+		raw, ver := h.Hint(key)
+		if raw == nil || json.Unmarshal(raw, &rec) == nil {
+			if write, err := fn(&rec, raw != nil); err == nil && write {
+				if _, err := casJSON(ctx, kv, key, ver, &rec, ttl); err == nil || !isConflict(err) {
+					return rec, err
+				}
+			}
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		var rec T
 		ver, err := getJSON(ctx, kv, key, &rec)
