@@ -99,6 +99,12 @@ func (i *Instance) sendWebhooks(calls []webhookCall) []coalesce.Result[*sdk.Webh
 
 func (i *Instance) sendWebhookGroup(calls []webhookCall, out []coalesce.Result[*sdk.WebhookResult]) {
 	rc := calls[0].rc
+	if !rc.BatchesWebhooks() {
+		// Queued before another batch learned that this plugin refuses
+		// batches: no point sending it to be refused too.
+		sendWebhooksOneByOne(rc, calls, out)
+		return
+	}
 	i.m.metrics.batchSize.WithLabelValues(i.spec.Name, "HandleWebhook").Observe(float64(len(calls)))
 	items := make([]sdk.WebhookCall, len(calls))
 	var latest time.Time
@@ -124,14 +130,7 @@ func (i *Instance) sendWebhookGroup(calls []webhookCall, out []coalesce.Result[*
 	case errors.Is(err, sdk.ErrBatchUnsupported):
 		// A plugin built with an SDK older than batches: these go one by
 		// one, and so does every later call to this process.
-		var wg sync.WaitGroup
-		for k, c := range calls {
-			wg.Go(func() {
-				v, err := rc.HandleWebhook(c.ctx, c.req)
-				out[k] = coalesce.Result[*sdk.WebhookResult]{Val: v, Err: err}
-			})
-		}
-		wg.Wait()
+		sendWebhooksOneByOne(rc, calls, out)
 	case err != nil:
 		for k := range out {
 			out[k].Err = err
@@ -141,4 +140,15 @@ func (i *Instance) sendWebhookGroup(calls []webhookCall, out []coalesce.Result[*
 			out[k] = coalesce.Result[*sdk.WebhookResult]{Val: o.Result, Err: o.Err}
 		}
 	}
+}
+
+func sendWebhooksOneByOne(rc *sdk.RemoteChannel, calls []webhookCall, out []coalesce.Result[*sdk.WebhookResult]) {
+	var wg sync.WaitGroup
+	for k, c := range calls {
+		wg.Go(func() {
+			v, err := rc.HandleWebhook(c.ctx, c.req)
+			out[k] = coalesce.Result[*sdk.WebhookResult]{Val: v, Err: err}
+		})
+	}
+	wg.Wait()
 }
