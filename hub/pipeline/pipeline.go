@@ -209,15 +209,14 @@ func (p *Pipeline) Audit(ctx context.Context, r AuditRecord) {
 		r.Actor = p.o.Replica
 	}
 	b, _ := json.Marshal(r)
-	if _, err := p.o.Store.Append(ctx, AuditLog, b, p.o.AuditRetention); err != nil {
-		p.log.Warn("audit append failed", "kind", r.Kind, "conv", r.Conv, "err", err)
-	}
+	logs := []string{AuditLog}
 	// A per-conversation copy answers "what happened to this customer"
-	// without scanning the whole trail.
+	// without scanning the whole trail; both go in one round trip.
 	if r.Conv != "" {
-		if _, err := p.o.Store.Append(ctx, ConvAuditLog(r.Conv), b, p.o.AuditRetention); err != nil {
-			p.log.Warn("audit append failed", "kind", r.Kind, "conv", r.Conv, "err", err)
-		}
+		logs = append(logs, ConvAuditLog(r.Conv))
+	}
+	if _, err := p.o.Store.AppendEach(ctx, logs, b, p.o.AuditRetention); err != nil {
+		p.log.Warn("audit append failed", "kind", r.Kind, "conv", r.Conv, "err", err)
 	}
 }
 

@@ -300,6 +300,11 @@ type Logs interface {
 	// (retention <= 0: keep everything). Retention is approximate: records
 	// are kept at least that long and removed soon after.
 	Append(ctx context.Context, log string, rec []byte, retention time.Duration) (id string, err error)
+	// AppendEach appends rec to every log of logs as Append would, in one
+	// round trip (the audit trail writes each record to the global log and
+	// to its conversation's). ids are in the order of logs. On an error some
+	// of the logs may hold the record and others not.
+	AppendEach(ctx context.Context, logs []string, rec []byte, retention time.Duration) (ids []string, err error)
 	// Range returns records in time order; next is "" when there is
 	// nothing more, otherwise pass it as LogRange.After.
 	Range(ctx context.Context, log string, r LogRange) (recs []Record, next string, err error)

@@ -451,32 +451,69 @@ func (s *Store) Append(ctx context.Context, log string, rec []byte, retention ti
 		return "", fmt.Errorf("embedded: append: %w", err)
 	}
 	var id string
-	err := s.hot("append", func(tx *bolt.Tx) error {
-		b, err := tx.Bucket(bLogs).CreateBucketIfNotExists([]byte(log))
-		if err != nil {
-			return err
-		}
-		now := s.nowNanos()
-		ms, seq := uint64(now/int64(time.Millisecond)), uint64(0)
-		if k, _ := b.Cursor().Last(); k != nil {
-			if lastMs := u64of(k[:8]); lastMs >= ms {
-				ms, seq = lastMs, u64of(k[8:])+1
-			}
-		}
-		k := logKey(ms, seq)
-		if err := b.Put(k, rec); err != nil {
-			return err
-		}
-		id = logID(k)
-		if retention <= 0 {
-			return tx.Bucket(bLogRet).Delete([]byte(log))
-		}
-		if err := tx.Bucket(bLogRet).Put([]byte(log), u64key(uint64(retention))); err != nil {
-			return err
-		}
-		return trimLog(tx, []byte(log), now-int64(retention), appendTrim)
+	err := s.hot("append", func(tx *bolt.Tx) (err error) {
+		id, err = appendLog(tx, log, rec, retention, s.nowNanos())
+		return err
 	})
 	return id, err
+}
+
+// AppendEach implements store.Logs: one transaction for all the logs.
+func (s *Store) AppendEach(ctx context.Context, logs []string, rec []byte, retention time.Duration) ([]string, error) {
+	for _, log := range logs {
+		if log == "" {
+			return nil, invalid("append", "empty log name")
+		}
+	}
+	if len(logs) == 0 {
+		return nil, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("embedded: append: %w", err)
+	}
+	var ids []string
+	err := s.hot("append", func(tx *bolt.Tx) error {
+		// A batched transaction may run fn again after a failure: start over.
+		ids = make([]string, len(logs))
+		now := s.nowNanos()
+		for i, log := range logs {
+			id, err := appendLog(tx, log, rec, retention, now)
+			if err != nil {
+				return err
+			}
+			ids[i] = id
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+func appendLog(tx *bolt.Tx, log string, rec []byte, retention time.Duration, now int64) (string, error) {
+	b, err := tx.Bucket(bLogs).CreateBucketIfNotExists([]byte(log))
+	if err != nil {
+		return "", err
+	}
+	ms, seq := uint64(now/int64(time.Millisecond)), uint64(0)
+	if k, _ := b.Cursor().Last(); k != nil {
+		if lastMs := u64of(k[:8]); lastMs >= ms {
+			ms, seq = lastMs, u64of(k[8:])+1
+		}
+	}
+	k := logKey(ms, seq)
+	if err := b.Put(k, rec); err != nil {
+		return "", err
+	}
+	id := logID(k)
+	if retention <= 0 {
+		return id, tx.Bucket(bLogRet).Delete([]byte(log))
+	}
+	if err := tx.Bucket(bLogRet).Put([]byte(log), u64key(uint64(retention))); err != nil {
+		return "", err
+	}
+	return id, trimLog(tx, []byte(log), now-int64(retention), appendTrim)
 }
 
 // Range implements store.Logs.

@@ -318,12 +318,51 @@ func (s *Store) Append(ctx context.Context, log string, rec []byte, retention ti
 	if log == "" {
 		return "", invalid("append", "empty log name")
 	}
+	id, err := s.c.XAdd(ctx, s.appendArgs(log, rec, retention)).Result()
+	return id, s.wrap("append", err)
+}
+
+func (s *Store) appendArgs(log string, rec []byte, retention time.Duration) *redis.XAddArgs {
 	args := &redis.XAddArgs{Stream: s.logKey(log), ID: "*", Values: []any{"d", rec}}
 	if retention > 0 {
 		args.MinID = strconv.FormatInt(time.Now().Add(-retention).UnixMilli(), 10)
 	}
-	id, err := s.c.XAdd(ctx, args).Result()
-	return id, s.wrap("append", err)
+	return args
+}
+
+// AppendEach implements store.Logs: one pipeline of XADDs (a cluster
+// client splits it by node).
+func (s *Store) AppendEach(ctx context.Context, logs []string, rec []byte, retention time.Duration) ([]string, error) {
+	for _, log := range logs {
+		if log == "" {
+			return nil, invalid("append", "empty log name")
+		}
+	}
+	switch len(logs) {
+	case 0:
+		return nil, nil
+	case 1:
+		id, err := s.Append(ctx, logs[0], rec, retention)
+		if err != nil {
+			return nil, err
+		}
+		return []string{id}, nil
+	}
+	cmds := make([]*redis.StringCmd, len(logs))
+	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, log := range logs {
+			cmds[i] = p.XAdd(ctx, s.appendArgs(log, rec, retention))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, s.wrap("append", err)
+	}
+	ids := make([]string, len(cmds))
+	for i, c := range cmds {
+		ids[i] = c.Val()
+	}
+	return ids, nil
 }
 
 // Range implements store.Logs.

@@ -349,6 +349,7 @@ var logTests = []test{
 	{"AppendRange", testLogs},
 	{"TimeBounds", testLogBounds},
 	{"Retention", testLogRetention},
+	{"AppendEach", testLogAppendEach},
 }
 
 func testLogs(t *testing.T, e *env) {
@@ -432,6 +433,39 @@ func testLogRetention(t *testing.T, e *env) {
 	noErr(t, err)
 	if oldest := recs[0].At; time.Since(oldest) > 5*time.Second {
 		t.Fatalf("oldest record is %v old", time.Since(oldest))
+	}
+}
+
+func testLogAppendEach(t *testing.T, e *env) {
+	s, ctx := e.store(), ctxT(t)
+	must(s.Append(ctx, "audit:c1", []byte("before"), time.Hour)).of(t)
+	ids := must(s.AppendEach(ctx, []string{"audit", "audit:c1", "audit:{c2}"}, []byte("rec"), time.Hour)).of(t)
+	if len(ids) != 3 {
+		t.Fatalf("%d ids for 3 logs", len(ids))
+	}
+	for i, log := range []string{"audit", "audit:c1", "audit:{c2}"} {
+		recs, _, err := s.Range(ctx, log, store.LogRange{})
+		noErr(t, err)
+		last := recs[len(recs)-1]
+		if last.ID != ids[i] || string(last.Data) != "rec" {
+			t.Fatalf("log %s: last record %s %q, want %s %q", log, last.ID, last.Data, ids[i], "rec")
+		}
+	}
+	// Appended after an Append, in the same log: after it in time order.
+	recs, _, err := s.Range(ctx, "audit:c1", store.LogRange{})
+	noErr(t, err)
+	if len(recs) != 2 || string(recs[0].Data) != "before" {
+		t.Fatalf("audit:c1 holds %d records, first %q", len(recs), recs[0].Data)
+	}
+	if ids, err := s.AppendEach(ctx, nil, []byte("x"), 0); err != nil || len(ids) != 0 {
+		t.Fatalf("no logs: %v, %v", ids, err)
+	}
+	_, err = s.AppendEach(ctx, []string{"audit", ""}, []byte("x"), 0)
+	wantErr(t, err, store.ErrInvalid)
+	recs, _, err = s.Range(ctx, "audit", store.LogRange{})
+	noErr(t, err)
+	if len(recs) != 1 {
+		t.Fatalf("a refused AppendEach wrote: audit holds %d records", len(recs))
 	}
 }
 
