@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -330,37 +331,29 @@ func (s *Store) appendArgs(log string, rec []byte, retention time.Duration) *red
 	return args
 }
 
-// AppendEach implements store.Logs: one pipeline of XADDs (a cluster
-// client splits it by node).
+// AppendEach implements store.Logs. The XADDs go out together: s.c is
+// the client's autopipeliner, which sends concurrent commands in one batch
+// (an explicit pipeline would take a connection of its own and cost more
+// than it saves). The logs may live in different cluster slots, so one
+// script could not write them all.
 func (s *Store) AppendEach(ctx context.Context, logs []string, rec []byte, retention time.Duration) ([]string, error) {
 	for _, log := range logs {
 		if log == "" {
 			return nil, invalid("append", "empty log name")
 		}
 	}
-	switch len(logs) {
-	case 0:
-		return nil, nil
-	case 1:
-		id, err := s.Append(ctx, logs[0], rec, retention)
-		if err != nil {
-			return nil, err
-		}
-		return []string{id}, nil
+	ids := make([]string, len(logs))
+	errs := make([]error, len(logs))
+	var wg sync.WaitGroup
+	for i := 1; i < len(logs); i++ {
+		wg.Go(func() { ids[i], errs[i] = s.c.XAdd(ctx, s.appendArgs(logs[i], rec, retention)).Result() })
 	}
-	cmds := make([]*redis.StringCmd, len(logs))
-	_, err := s.c.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, log := range logs {
-			cmds[i] = p.XAdd(ctx, s.appendArgs(log, rec, retention))
-		}
-		return nil
-	})
-	if err != nil {
+	if len(logs) > 0 {
+		ids[0], errs[0] = s.c.XAdd(ctx, s.appendArgs(logs[0], rec, retention)).Result()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
 		return nil, s.wrap("append", err)
-	}
-	ids := make([]string, len(cmds))
-	for i, c := range cmds {
-		ids[i] = c.Val()
 	}
 	return ids, nil
 }
