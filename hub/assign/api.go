@@ -163,6 +163,10 @@ type Breach struct {
 	Agent    string    `json:"agent,omitempty"`
 	Team     string    `json:"team"`
 	Action   string    `json:"action"` // reassigned to X, escalated to team Y, none
+	// Audited: the breach's audit record is written. A process that died
+	// between recording the breach and auditing it leaves it false; the
+	// timer's next firing finishes the job.
+	Audited bool `json:"audited,omitempty"`
 }
 
 // Record states.

@@ -117,7 +117,10 @@ func (a *Assigner) onSLA(ctx context.Context, raw json.RawMessage) error {
 	if !ok {
 		return nil
 	}
-	// Record the breach once per deadline.
+	// Record the breach once per deadline, then audit it once: the record
+	// says whether its audit is done, and a firing that finds it recorded
+	// but not audited (the process died in between, or the audit append
+	// failed) looks in the conversation's trail before writing it.
 	first := false
 	rec, err = a.updateRecord(ctx, t.Conv, func(r *Record) error {
 		first = false
@@ -136,11 +139,8 @@ func (a *Assigner) onSLA(ctx context.Context, raw json.RawMessage) error {
 	if err != nil {
 		return err
 	}
-	if first {
-		a.m.Breaches.WithLabelValues(team.Name, t.Kind).Inc()
-		a.audit(ctx, pipeline.AuditRecord{Kind: "sla_breach", Conv: t.Conv, Target: rec.Assignee,
-			Detail: fmt.Sprintf("%s deadline %s missed (team %s)", t.Kind, t.Deadline.Format(time.RFC3339), team.Name)})
-		a.log.Info("SLA deadline missed", "conv", t.Conv, "kind", t.Kind, "team", team.Name, "agent", rec.Assignee)
+	if err := a.auditBreach(ctx, rec, t, team.Name, first); err != nil {
+		return err // the timer fires again
 	}
 	action, res := a.escalate(ctx, rs, team, rec)
 	a.m.Escalations.WithLabelValues(team.Name, action).Inc()
@@ -188,6 +188,49 @@ func (a *Assigner) onSLA(ctx context.Context, raw json.RawMessage) error {
 		}
 	}
 	return nil
+}
+
+// auditBreach writes the audit record of the breach of t unless the
+// record says it is written. first: this firing recorded the breach, so
+// no earlier one can have audited it.
+func (a *Assigner) auditBreach(ctx context.Context, rec *Record, t slaTimer, team string, first bool) error {
+	var b *Breach
+	for i := range rec.Breaches {
+		if rec.Breaches[i].Deadline.Equal(t.Deadline) && rec.Breaches[i].Kind == t.Kind {
+			b = &rec.Breaches[i]
+		}
+	}
+	if b == nil || b.Audited || a.o.Pipeline == nil {
+		return nil
+	}
+	detail := fmt.Sprintf("%s deadline %s missed (team %s)", t.Kind, t.Deadline.Format(time.RFC3339), b.Team)
+	found := false
+	if !first {
+		var err error
+		found, err = a.o.Pipeline.FindAudit(ctx, t.Conv, func(r pipeline.AuditRecord) bool {
+			return r.Kind == "sla_breach" && r.Detail == detail
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if !found {
+		if err := a.o.Pipeline.AppendAudit(ctx, pipeline.AuditRecord{Kind: "sla_breach", Conv: t.Conv, Target: b.Agent, Detail: detail}); err != nil {
+			return err
+		}
+		a.m.Breaches.WithLabelValues(team, t.Kind).Inc()
+		a.log.Info("SLA deadline missed", "conv", t.Conv, "kind", t.Kind, "team", team, "agent", b.Agent)
+	}
+	_, err := a.updateRecord(ctx, t.Conv, func(r *Record) error {
+		for i := range r.Breaches {
+			if r.Breaches[i].Deadline.Equal(t.Deadline) && r.Breaches[i].Kind == t.Kind && !r.Breaches[i].Audited {
+				r.Breaches[i].Audited = true
+				return nil
+			}
+		}
+		return errKeep
+	})
+	return err
 }
 
 // escalate moves a conversation whose deadline passed: to the next agent

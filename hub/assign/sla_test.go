@@ -3,11 +3,14 @@ package assign_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -452,5 +455,72 @@ func TestWebhookNotifications(t *testing.T) {
 	}
 	if assign.VerifySignature("wrong", bodies[2], got[2].Header.Get(assign.HeaderSignature)) {
 		t.Error("a wrong secret verifies")
+	}
+}
+
+// auditFault fails the appends of sla_breach audit records while set:
+// "before" without writing (the process died before its append), "after"
+// once written (it died after the append, before noting it).
+type auditFault struct {
+	store.Store
+	mode atomic.Value // "", "before", "after"
+}
+
+func (f *auditFault) AppendEach(ctx context.Context, logs []string, rec []byte, retention time.Duration) ([]string, error) {
+	mode, _ := f.mode.Load().(string)
+	if mode == "" || !strings.Contains(string(rec), `"kind":"sla_breach"`) {
+		return f.Store.AppendEach(ctx, logs, rec, retention)
+	}
+	if mode == "after" {
+		if _, err := f.Store.AppendEach(ctx, logs, rec, retention); err != nil {
+			return nil, err
+		}
+	}
+	return nil, errors.New("injected: the process died here")
+}
+
+// A breach is audited exactly once although the firing that recorded it
+// died before or after writing its audit record: the timer fires again
+// after its claim lease, finds the breach recorded but not audited, and
+// looks in the conversation's trail before writing.
+func TestSLABreachAuditedOnceAcrossAFailedFiring(t *testing.T) {
+	for _, mode := range []string{"before", "after"} {
+		t.Run(mode, func(t *testing.T) {
+			eachStore(t, func(t *testing.T, st store.Store) {
+				f := &auditFault{Store: st}
+				wed10 := time.Date(2026, 3, 11, 10, 0, 0, 0, hcm)
+				h := startSLAHub(t, f, wed10, assign.Options{})
+				if res := h.handOff(t, "t:1", "biz", "normal"); res.Agent != "b1" {
+					t.Fatalf("first assignment: %+v", res)
+				}
+				f.mode.Store(mode)
+				h.clk.Advance(5*time.Minute + time.Second)
+				eventually(t, 5*time.Second, "the breach recorded", func() bool { return len(h.record(t, "t:1").Breaches) == 1 })
+				h.timerRound(t)
+				if r := h.record(t, "t:1"); r.Breaches[0].Audited || r.Assignee != "b1" {
+					t.Fatalf("after the failed firing: %+v", r)
+				}
+				f.mode.Store("")
+				h.clk.Advance(31 * time.Second) // the failed firing's claim lease ends
+				eventually(t, 5*time.Second, "the breach audited and escalated", func() bool {
+					r := h.record(t, "t:1")
+					return r.Breaches[0].Audited && r.Assignee == "b2"
+				})
+				recs, _, err := st.Range(context.Background(), pipeline.AuditLog, store.LogRange{Limit: 1000})
+				if err != nil {
+					t.Fatal(err)
+				}
+				n := 0
+				for _, rec := range recs {
+					var a pipeline.AuditRecord
+					if json.Unmarshal(rec.Data, &a) == nil && a.Kind == "sla_breach" && a.Conv == "t:1" {
+						n++
+					}
+				}
+				if n != 1 {
+					t.Fatalf("%d sla_breach audit records, want 1", n)
+				}
+			})
+		})
 	}
 }

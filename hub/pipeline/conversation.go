@@ -54,9 +54,13 @@ type Conversation struct {
 	LastBotAt      time.Time `json:"last_bot_at,omitzero"`
 	HandedOffAt    time.Time `json:"handed_off_at,omitzero"`
 	HandoffReason  string    `json:"handoff_reason,omitempty"`
-	Turns          int       `json:"turns"`             // customer messages
-	Flagged        string    `json:"flagged,omitempty"` // why the conversation needs a person's look
-	LastEvent      string    `json:"last_event,omitempty"`
+	// HandoffKey is the reply task that handed the conversation over: its
+	// retry (the process died after the state change, before the hook,
+	// the follow-ups or the customer's message) finishes the turn.
+	HandoffKey string `json:"handoff_key,omitempty"`
+	Turns      int    `json:"turns"`             // customer messages
+	Flagged    string `json:"flagged,omitempty"` // why the conversation needs a person's look
+	LastEvent  string `json:"last_event,omitempty"`
 
 	// Explain is the last decision's explanation, for the admin API.
 	Explain      string          `json:"explain,omitempty"`

@@ -202,6 +202,14 @@ type AuditRecord struct {
 // Audit appends an audit record; failures are logged, not fatal, because
 // the effect itself already happened.
 func (p *Pipeline) Audit(ctx context.Context, r AuditRecord) {
+	if err := p.AppendAudit(ctx, r); err != nil {
+		p.log.Warn("audit append failed", "kind", r.Kind, "conv", r.Conv, "err", err)
+	}
+}
+
+// AppendAudit appends an audit record and returns the error, for a caller
+// that retries (a timer whose firing must leave exactly one record).
+func (p *Pipeline) AppendAudit(ctx context.Context, r AuditRecord) error {
 	if r.At.IsZero() {
 		r.At = p.now()
 	}
@@ -216,7 +224,31 @@ func (p *Pipeline) Audit(ctx context.Context, r AuditRecord) {
 		logs = append(logs, ConvAuditLog(r.Conv))
 	}
 	if _, err := p.o.Store.AppendEach(ctx, logs, b, p.o.AuditRetention); err != nil {
-		p.log.Warn("audit append failed", "kind", r.Kind, "conv", r.Conv, "err", err)
+		return fmt.Errorf("audit %s: %w", r.Kind, err)
+	}
+	return nil
+}
+
+// FindAudit reports whether the conversation's audit trail holds a record
+// match accepts: how a retried step learns whether a process that died
+// after appending its record but before noting so got that far.
+func (p *Pipeline) FindAudit(ctx context.Context, conv string, match func(AuditRecord) bool) (bool, error) {
+	after := ""
+	for {
+		recs, next, err := p.o.Store.Range(ctx, ConvAuditLog(conv), store.LogRange{After: after, Limit: 500})
+		if err != nil {
+			return false, fmt.Errorf("reading the audit trail of %s: %w", conv, err)
+		}
+		for _, rec := range recs {
+			var r AuditRecord
+			if json.Unmarshal(rec.Data, &r) == nil && match(r) {
+				return true, nil
+			}
+		}
+		if next == "" {
+			return false, nil
+		}
+		after = next
 	}
 }
 

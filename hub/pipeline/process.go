@@ -270,7 +270,7 @@ func (p *Pipeline) customerMessage(ctx context.Context, t *Task) error {
 	if err := p.appendTurn(ctx, t.Conv, Turn{ID: ev.ID, Role: "customer", Text: describe(ev.Message), At: at}); err != nil {
 		return err
 	}
-	if conv.State != StateBot {
+	if conv.State != StateBot && !conv.handedOffBy(replyKey(t.Conv, ev.ID)) {
 		// A person has the conversation: the bot stays silent, unless a
 		// release rule gives it back.
 		return p.personTurn(ctx, t, conv)
@@ -381,12 +381,21 @@ func AgentCounterKey(conv string) string { return "agentmsg:" + conv }
 
 // reply asks the LLM, evaluates the rules, writes the CRM, hands off when
 // told to, and sends the reply.
+func replyKey(conv, inbound string) string { return "reply:" + conv + ":" + inbound }
+
+// handedOffBy reports whether the reply turn key handed c over: a retry
+// of that turn must finish it, not take it for a person's conversation.
+func (c *Conversation) handedOffBy(key string) bool {
+	return c.State == StateHandedOff && c.HandoffKey == key
+}
+
 func (p *Pipeline) reply(ctx context.Context, t *Task) error {
 	conv, _, err := p.convs.Get(ctx, t.Conv)
 	if err != nil {
 		return storeErr(err)
 	}
-	if conv.State != StateBot {
+	key := replyKey(t.Conv, t.ReplyTo)
+	if conv.State != StateBot && !conv.handedOffBy(key) {
 		return nil
 	}
 	var agentSeen int64
@@ -404,7 +413,6 @@ func (p *Pipeline) reply(ctx context.Context, t *Task) error {
 	if err != nil {
 		return storeErr(err)
 	}
-	key := "reply:" + t.Conv + ":" + t.ReplyTo
 	now := p.now()
 
 	// Profile from the CRM, once per conversation.
@@ -446,7 +454,15 @@ func (p *Pipeline) reply(ctx context.Context, t *Task) error {
 		}
 	}
 
-	d := p.decide(conv, history, now)
+	decideOn := conv
+	if conv.handedOffBy(key) {
+		// The retry decides as the first attempt did, before its handoff:
+		// handoff rules apply to a conversation the bot has.
+		c := *conv
+		c.State = StateBot
+		decideOn = &c
+	}
+	d := p.decide(decideOn, history, now)
 	if fallback && d.Handoff == nil {
 		d.Handoff = &rules.Handoff{Rule: "llm_fallback", Reason: fallbackReason, Team: d.Team, PauseBot: true, Notify: []string{"assignee"}}
 	}
@@ -830,6 +846,7 @@ func (p *Pipeline) handoff(ctx context.Context, conv *Conversation, d *rules.Dec
 		if c.State == StateBot && h.PauseBot {
 			c.State = StateHandedOff
 			c.HandedOffAt = p.now()
+			c.HandoffKey = key
 		}
 		c.HandoffReason = firstNonEmpty(h.Reason, h.Rule)
 		if h.Team != "" {

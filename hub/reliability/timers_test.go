@@ -111,7 +111,7 @@ func TestTimersAcrossRestarts(t *testing.T) {
 	var followups map[string]int
 	var breaches map[string]int
 	var breachConvs map[string]bool
-	hubtest.Eventually(t, 3*time.Minute, "every follow-up and SLA timer fired", func() bool {
+	fired := func() bool {
 		followups = map[string]int{}
 		for _, msg := range sink.Messages() {
 			if strings.HasPrefix(msg.IdempotencyKey, "fu:") {
@@ -120,7 +120,32 @@ func TestTimersAcrossRestarts(t *testing.T) {
 		}
 		breaches, breachConvs = slaBreaches(t, st)
 		return len(followups) >= convs && len(breachConvs) >= convs
-	})
+	}
+	for deadline := time.Now().Add(3 * time.Minute); !fired(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			var missing []string
+			for c := range convs {
+				if conv := "test:test:test:" + fmt.Sprintf("tmr-u%d", c); !breachConvs[conv] {
+					missing = append(missing, conv)
+				}
+			}
+			for _, conv := range missing[:min(len(missing), 3)] {
+				recs, _, _ := st.Range(ctx, pipeline.ConvAuditLog(conv), store.LogRange{Limit: 100})
+				for _, r := range recs {
+					t.Logf("%s audit: %s", conv, r.Data)
+				}
+				for i, h := range hubs {
+					for _, line := range strings.Split(h.Log(), "\n") {
+						if strings.Contains(line, strings.TrimPrefix(conv, "test:test:test:")+`"`) || strings.Contains(line, strings.TrimPrefix(conv, "test:test:test:")+`:`) {
+							t.Logf("%s hub %d: %.400s", conv, i, line)
+						}
+					}
+				}
+			}
+			t.Fatalf("after 3m: %d of %d follow-ups sent, breaches recorded in %d of %d conversations; without a breach: %d, e.g. %v",
+				len(followups), convs, len(breachConvs), convs, len(missing), missing[:min(len(missing), 10)])
+		}
+	}
 	took := time.Since(start)
 	twiceF, twiceS := 0, 0
 	for _, n := range followups {
