@@ -124,10 +124,8 @@ func (a *Assigner) onSLA(ctx context.Context, raw json.RawMessage) error {
 	first := false
 	rec, err = a.updateRecord(ctx, t.Conv, func(r *Record) error {
 		first = false
-		for _, b := range r.Breaches {
-			if b.Deadline.Equal(t.Deadline) && b.Kind == t.Kind {
-				return errKeep
-			}
+		if breachOf(r, t) != nil {
+			return errKeep
 		}
 		if !r.Deadline.Equal(t.Deadline) {
 			return errKeep
@@ -153,16 +151,15 @@ func (a *Assigner) onSLA(ctx context.Context, raw json.RawMessage) error {
 	}
 	// Remember what was done with the breach.
 	_, _ = a.updateRecord(ctx, t.Conv, func(r *Record) error {
-		for i := range r.Breaches {
-			if r.Breaches[i].Deadline.Equal(t.Deadline) && r.Breaches[i].Kind == t.Kind && r.Breaches[i].Action == "" {
-				r.Breaches[i].Action = action
-				if res != nil {
-					r.Breaches[i].Action += " " + res.Agent
-				}
-				return nil
-			}
+		b := breachOf(r, t)
+		if b == nil || b.Action != "" {
+			return errKeep
 		}
-		return errKeep
+		b.Action = action
+		if res != nil {
+			b.Action += " " + res.Agent
+		}
+		return nil
 	})
 	if team.Supervisor != "" {
 		a.notifyAgents(ctx, rs, "sla_breach", []string{team.Supervisor}, t.Conv,
@@ -194,12 +191,7 @@ func (a *Assigner) onSLA(ctx context.Context, raw json.RawMessage) error {
 // record says it is written. first: this firing recorded the breach, so
 // no earlier one can have audited it.
 func (a *Assigner) auditBreach(ctx context.Context, rec *Record, t slaTimer, team string, first bool) error {
-	var b *Breach
-	for i := range rec.Breaches {
-		if rec.Breaches[i].Deadline.Equal(t.Deadline) && rec.Breaches[i].Kind == t.Kind {
-			b = &rec.Breaches[i]
-		}
-	}
+	b := breachOf(rec, t)
 	if b == nil || b.Audited || a.o.Pipeline == nil {
 		return nil
 	}
@@ -222,15 +214,24 @@ func (a *Assigner) auditBreach(ctx context.Context, rec *Record, t slaTimer, tea
 		a.log.Info("SLA deadline missed", "conv", t.Conv, "kind", t.Kind, "team", team, "agent", b.Agent)
 	}
 	_, err := a.updateRecord(ctx, t.Conv, func(r *Record) error {
-		for i := range r.Breaches {
-			if r.Breaches[i].Deadline.Equal(t.Deadline) && r.Breaches[i].Kind == t.Kind && !r.Breaches[i].Audited {
-				r.Breaches[i].Audited = true
-				return nil
-			}
+		b := breachOf(r, t)
+		if b == nil || b.Audited {
+			return errKeep
 		}
-		return errKeep
+		b.Audited = true
+		return nil
 	})
 	return err
+}
+
+// breachOf returns r's breach of t's deadline, or nil.
+func breachOf(r *Record, t slaTimer) *Breach {
+	for i := range r.Breaches {
+		if r.Breaches[i].Deadline.Equal(t.Deadline) && r.Breaches[i].Kind == t.Kind {
+			return &r.Breaches[i]
+		}
+	}
+	return nil
 }
 
 // escalate moves a conversation whose deadline passed: to the next agent

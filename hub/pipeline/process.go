@@ -379,8 +379,7 @@ func (p *Pipeline) agentMessage(ctx context.Context, t *Task) error {
 // event is queued, so a bot reply composed meanwhile can be dropped.
 func AgentCounterKey(conv string) string { return "agentmsg:" + conv }
 
-// reply asks the LLM, evaluates the rules, writes the CRM, hands off when
-// told to, and sends the reply.
+// replyKey is the idempotency key of the bot's turn answering inbound.
 func replyKey(conv, inbound string) string { return "reply:" + conv + ":" + inbound }
 
 // handedOffBy reports whether the reply turn key handed c over: a retry
@@ -389,6 +388,8 @@ func (c *Conversation) handedOffBy(key string) bool {
 	return c.State == StateHandedOff && c.HandoffKey == key
 }
 
+// reply asks the LLM, evaluates the rules, writes the CRM, hands off when
+// told to, and sends the reply.
 func (p *Pipeline) reply(ctx context.Context, t *Task) error {
 	conv, _, err := p.convs.Get(ctx, t.Conv)
 	if err != nil {
